@@ -1,0 +1,305 @@
+//! Builds wxauth from its configuration, binds, and serves gRPC with health
+//! and reflection until shutdown, draining in-flight calls.
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::server::HealthReporter;
+
+use crate::apps::Apps;
+use crate::clock::{ms, Clock};
+use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
+use crate::crypto::{random_bytes, ServerKeys};
+use crate::grpc::{pb::auth_service_server::AuthServiceServer, AuthApi, MAX_MESSAGE_SIZE};
+use crate::login::CODE_TTL_MS;
+use crate::model::TokenPolicy;
+use crate::service::Wxauth;
+use crate::store;
+use crate::wechat::client::{AppCredentials, RetryPolicy};
+use crate::wechat::sim::Simulator;
+use crate::wechat::WechatClient;
+
+/// How often health probes the database.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+pub struct Application {
+    listener: TcpListener,
+    wxauth: Arc<Wxauth>,
+    simulator: Option<Simulator>,
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// Like [`Application::build`], with a clock tests can move.
+    pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
+        let (app, simulator, base_url) = match &config.app_secret {
+            Some(secret) => {
+                let app_id = config
+                    .app_id
+                    .clone()
+                    .context("WXAUTH_APP_ID is required when WXAUTH_APP_SECRET is set")?;
+                let app = AppCredentials {
+                    app_id,
+                    secret: secret.clone(),
+                };
+                (app, None, config.wechat_base_url.clone())
+            }
+            None => {
+                let app_id = config.app_id.clone().unwrap_or_else(|| DEV_APP_ID.to_owned());
+                let apps = vec![(app_id.clone(), DEV_APP_SECRET.to_owned())];
+                let sim = Simulator::start(config.sim_listen, clock.clone(), apps)
+                    .await
+                    .with_context(|| format!("starting the WeChat simulator on {}", config.sim_listen))?;
+                tracing::warn!(
+                    simulator = %sim.base_url(),
+                    app_id = %app_id,
+                    "no WXAUTH_APP_SECRET: logins are SIMULATED by the built-in WeChat simulator; \
+                     mint codes with POST {}/sim/login",
+                    sim.base_url()
+                );
+                let base_url = sim.base_url();
+                let app = AppCredentials {
+                    app_id,
+                    secret: DEV_APP_SECRET.into(),
+                };
+                (app, Some(sim), base_url)
+            }
+        };
+        let store = store::connect(&config.database_url)
+            .await
+            .context("opening the database")?;
+        let keys = ServerKeys::derive(&server_key(config)?);
+        let wechat = WechatClient::new(
+            &base_url,
+            RetryPolicy {
+                deadline: config.wechat_timeout,
+                connect_timeout: config.wechat_connect_timeout,
+                retries: config.wechat_retries,
+                base_backoff: Duration::from_millis(100),
+            },
+        )?;
+        let policy = TokenPolicy {
+            idle_ms: ms(config.token_idle_timeout),
+            lifetime_ms: ms(config.token_lifetime),
+            login_window_ms: ms(config.login_window),
+            touch_interval_ms: ms(config.touch_interval),
+        };
+        // Another request's claim on a code is waited for as long as its
+        // WeChat call may take, plus slack for the database.
+        let claim_wait = config.wechat_timeout + Duration::from_secs(5);
+        let wxauth = Arc::new(Wxauth::new(
+            store,
+            wechat,
+            Apps::new(vec![app]),
+            keys,
+            clock,
+            policy,
+            claim_wait,
+        ));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self {
+            listener,
+            wxauth,
+            simulator,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The in-process simulator's address, when wxauth runs one.
+    pub fn simulator_addr(&self) -> Option<SocketAddr> {
+        self.simulator.as_ref().map(Simulator::addr)
+    }
+
+    /// Serves until `shutdown` resolves: health turns NOT_SERVING first,
+    /// then in-flight calls drain and the server stops.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let stopping = Arc::new(AtomicBool::new(false));
+        set_health(&reporter, self.wxauth.store().ping().await.is_ok()).await;
+        let health_task = tokio::spawn(watch_health(
+            self.wxauth.clone(),
+            reporter.clone(),
+            stopping.clone(),
+        ));
+        let janitor = tokio::spawn(purge_codes(self.wxauth.clone()));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let auth = AuthServiceServer::new(AuthApi::new(self.wxauth.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+
+        let drain_reporter = reporter.clone();
+        let drain = async move {
+            shutdown.await;
+            stopping.store(true, Ordering::SeqCst);
+            set_health(&drain_reporter, false).await;
+            tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+        };
+        tracing::info!(addr = %self.local_addr(), "wxauth serving gRPC");
+        let result = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(auth)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
+            .await;
+        health_task.abort();
+        janitor.abort();
+        if let Some(sim) = self.simulator {
+            sim.stop().await;
+        }
+        tracing::info!("wxauth stopped");
+        Ok(result?)
+    }
+}
+
+async fn set_health(reporter: &HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(
+            <AuthServiceServer<AuthApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}
+
+/// SERVING only while the database answers.
+async fn watch_health(wxauth: Arc<Wxauth>, reporter: HealthReporter, stopping: Arc<AtomicBool>) {
+    let mut last = true;
+    loop {
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+        let ok = matches!(
+            tokio::time::timeout(HEALTH_INTERVAL, wxauth.store().ping()).await,
+            Ok(Ok(()))
+        );
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if ok != last {
+            tracing::warn!(serving = ok, "database health changed");
+            set_health(&reporter, ok).await;
+            last = ok;
+        }
+    }
+}
+
+/// Forgets code claims once their codes have expired anyway.
+async fn purge_codes(wxauth: Arc<Wxauth>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let before = wxauth.clock.now_ms() - CODE_TTL_MS;
+        if let Err(e) = wxauth.store().purge_codes(before).await {
+            tracing::warn!(error = %e, "purging old code claims failed");
+        }
+    }
+}
+
+/// The server key: configured, or for SQLite a key file beside the
+/// database (created on first start), never inside the database.
+fn server_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &config.server_key {
+        let raw = STANDARD
+            .decode(key.expose().trim())
+            .context("WXAUTH_SERVER_KEY must be base64")?;
+        if raw.len() < 32 {
+            bail!("WXAUTH_SERVER_KEY must decode to at least 32 bytes");
+        }
+        return Ok(raw);
+    }
+    if !config.database_url.starts_with("sqlite:") {
+        bail!("WXAUTH_SERVER_KEY is required with this database");
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&config.database_url)?;
+    let db = options.get_filename();
+    if config.database_url.contains(":memory:") {
+        tracing::warn!("no WXAUTH_SERVER_KEY: using a random key; tokens die with the process");
+        return Ok(random_bytes::<32>().to_vec());
+    }
+    let mut path = db.as_os_str().to_owned();
+    path.push(".server-key");
+    key_file(Path::new(&path))
+}
+
+fn key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is not base64", path.display()));
+    }
+    let key = random_bytes::<32>();
+    write_private(path, STANDARD.encode(key).as_bytes())
+        .with_context(|| format!("creating {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "no WXAUTH_SERVER_KEY: created a server key file; set WXAUTH_SERVER_KEY in production"
+    );
+    Ok(key.to_vec())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, data)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,168 @@
+//! Configuration: command-line flags, each with a `WXAUTH_*` environment
+//! variable. The doc comments are `wxauth --help`. The only module that
+//! reads the environment.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::secret::Secret;
+
+/// The app id the simulator and a credential-less wxauth use by default.
+pub const DEV_APP_ID: &str = "wxsimulator0000000";
+/// The app secret the standalone simulator accepts by default.
+pub const DEV_APP_SECRET: &str = "simulator-secret";
+
+/// wxauth: WeChat Mini Program identity over gRPC.
+///
+/// With no WeChat credentials (WXAUTH_APP_SECRET unset) it runs a built-in
+/// WeChat simulator and serves on a local SQLite file, so `wxauth` alone is a
+/// working development setup.
+#[derive(Debug, Parser)]
+#[command(name = "wxauth", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the WeChat simulator (jscode2session and the /sim/ control
+    /// API), for several wxauth replicas or your own integration tests.
+    Sim(SimConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "WXAUTH_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://PATH` (created on first start).
+    #[arg(long, env = "WXAUTH_DATABASE_URL", default_value = "sqlite://wxauth.db")]
+    pub database_url: String,
+
+    /// The mini program's WeChat appid. Defaults to the simulator's app id
+    /// when no secret is given.
+    #[arg(long, env = "WXAUTH_APP_ID")]
+    pub app_id: Option<String>,
+
+    /// The mini program's AppSecret. Unset: run the built-in WeChat simulator.
+    #[arg(long, env = "WXAUTH_APP_SECRET", hide_env_values = true, value_parser = secret)]
+    pub app_secret: Option<Secret<String>>,
+
+    /// WeChat API base URL (point it at `wxauth sim` to share a simulator).
+    #[arg(
+        long,
+        env = "WXAUTH_WECHAT_BASE_URL",
+        default_value = "https://api.weixin.qq.com"
+    )]
+    pub wechat_base_url: String,
+
+    /// Where the in-process simulator listens when no secret is given.
+    #[arg(long, env = "WXAUTH_SIM_LISTEN", default_value = "127.0.0.1:8081")]
+    pub sim_listen: SocketAddr,
+
+    /// Server key (base64, at least 32 bytes) that signs session tokens and
+    /// hashes codes. Keep it out of the database. Unset with SQLite: a key
+    /// file is created beside the database file.
+    #[arg(long, env = "WXAUTH_SERVER_KEY", hide_env_values = true, value_parser = secret)]
+    pub server_key: Option<Secret<String>>,
+
+    /// A token unused for this long expires (e.g. `7d`, `12h`).
+    #[arg(long, env = "WXAUTH_TOKEN_IDLE_TIMEOUT", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub token_idle_timeout: Duration,
+
+    /// A token expires this long after login, however much it is used.
+    #[arg(long, env = "WXAUTH_TOKEN_LIFETIME", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub token_lifetime: Duration,
+
+    /// Logins of one user within this window share one token; `0s` disables.
+    #[arg(long, env = "WXAUTH_LOGIN_WINDOW", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub login_window: Duration,
+
+    /// Precision of the idle timeout: last-seen is written at most this often
+    /// per token, so verifications are not all writes.
+    #[arg(long, env = "WXAUTH_TOUCH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub touch_interval: Duration,
+
+    /// Deadline for one WeChat call, retries included.
+    #[arg(long, env = "WXAUTH_WECHAT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub wechat_timeout: Duration,
+
+    /// Connect timeout for WeChat.
+    #[arg(long, env = "WXAUTH_WECHAT_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub wechat_connect_timeout: Duration,
+
+    /// Retries after a WeChat system error (-1), HTTP 5xx or transport error.
+    #[arg(long, env = "WXAUTH_WECHAT_RETRIES", default_value_t = 2)]
+    pub wechat_retries: u32,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,wxauth=debug`).
+    #[arg(long, env = "WXAUTH_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format.
+    #[arg(long, env = "WXAUTH_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Settings of the standalone simulator (`wxauth sim`).
+#[derive(Debug, Clone, Args)]
+pub struct SimConfig {
+    /// Address the simulator listens on.
+    #[arg(
+        long = "sim-listen",
+        env = "WXAUTH_SIM_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub listen: SocketAddr,
+    /// App id the simulator accepts.
+    #[arg(long = "sim-app-id", env = "WXAUTH_APP_ID", default_value = DEV_APP_ID)]
+    pub app_id: String,
+    /// App secret the simulator expects (a wrong one gets errcode 40125).
+    #[arg(long = "sim-app-secret", env = "WXAUTH_APP_SECRET", hide_env_values = true, default_value = DEV_APP_SECRET)]
+    pub app_secret: String,
+}
+
+fn secret(s: &str) -> Result<Secret<String>, String> {
+    Ok(Secret::new(s.to_owned()))
+}
+
+impl Config {
+    /// Whether wxauth should run its own WeChat simulator.
+    pub fn simulated(&self) -> bool {
+        self.app_secret.is_none()
+    }
+
+    /// A configuration with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["wxauth"]).config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let cli = Cli::parse_from(["wxauth", "--app-secret", "s3cr3t-value", "--server-key", "k3y"]);
+        let dbg = format!("{cli:?}");
+        assert!(!dbg.contains("s3cr3t-value") && !dbg.contains("k3y"), "{dbg}");
+    }
+}

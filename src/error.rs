@@ -1,0 +1,138 @@
+//! The one error type of wxauth and the only place that chooses gRPC status
+//! codes. Internal causes are logged here with context and never returned.
+use std::sync::Arc;
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+pub const DOMAIN: &str = "wxauth";
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// A request field is missing, too long or malformed.
+    #[error("invalid {field}: {description}")]
+    InvalidArgument {
+        field: &'static str,
+        description: String,
+    },
+    #[error("unknown app_id")]
+    AppUnknown,
+    #[error("the login code is invalid or expired; call wx.login again")]
+    CodeInvalid,
+    #[error("the login code was already used; call wx.login again")]
+    CodeUsed,
+    #[error("WeChat blocked this user's login")]
+    UserBlocked,
+    #[error("WeChat rate limit reached; retry in a minute")]
+    WechatRateLimited,
+    #[error("WeChat is unavailable; retry later")]
+    WechatUnavailable,
+    #[error("the session token is invalid")]
+    TokenInvalid,
+    #[error("the session token has expired")]
+    TokenExpired,
+    #[error("the session token was revoked")]
+    TokenRevoked,
+    #[error("storage is unavailable; retry later")]
+    StoreUnavailable,
+    /// Anything the caller cannot act on. The cause is logged, not returned.
+    #[error("internal error")]
+    Internal(Arc<anyhow::Error>),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, description: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            description: description.into(),
+        }
+    }
+
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(Arc::new(cause.into()))
+    }
+
+    /// The machine-readable `google.rpc.ErrorInfo` reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Self::AppUnknown => "APP_UNKNOWN",
+            Self::CodeInvalid => "CODE_INVALID",
+            Self::CodeUsed => "CODE_USED",
+            Self::UserBlocked => "USER_BLOCKED",
+            Self::WechatRateLimited => "WECHAT_RATE_LIMITED",
+            Self::WechatUnavailable => "WECHAT_UNAVAILABLE",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::TokenRevoked => "TOKEN_REVOKED",
+            Self::StoreUnavailable => "STORE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument { .. } | Self::AppUnknown | Self::CodeInvalid | Self::CodeUsed => {
+                Code::InvalidArgument
+            }
+            Self::UserBlocked => Code::PermissionDenied,
+            Self::WechatRateLimited => Code::ResourceExhausted,
+            Self::WechatUnavailable | Self::StoreUnavailable => Code::Unavailable,
+            Self::TokenInvalid | Self::TokenExpired | Self::TokenRevoked => Code::Unauthenticated,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::StoreUnavailable
+            }
+            other => Self::internal(anyhow::Error::new(other).context("database query failed")),
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        if let Error::Internal(cause) = &e {
+            // The only place an internal cause is written down. Causes never
+            // carry secrets: WeChat URLs are stripped before they get here.
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+        }
+        let mut details = ErrorDetails::new();
+        details.set_error_info(e.reason(), DOMAIN, []);
+        if let Error::InvalidArgument { field, description } = &e {
+            details.add_bad_request_violation(*field, description.clone());
+        }
+        tonic::Status::with_error_details(e.code(), e.to_string(), details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_carries_code_reason_and_field() {
+        let status = tonic::Status::from(Error::invalid("code", "must not be empty"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
+        assert_eq!(details.error_info().unwrap().domain, "wxauth");
+        assert_eq!(details.bad_request().unwrap().field_violations[0].field, "code");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let status = tonic::Status::from(Error::internal(anyhow::anyhow!("secret=abc")));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("abc"));
+    }
+}

@@ -1,0 +1,25 @@
+use clap::Parser;
+use wxauth::app::{shutdown_signal, Application};
+use wxauth::config::{Cli, Command};
+use wxauth::wechat::sim::Simulator;
+use wxauth::{telemetry, Clock};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(&cli.config.log, cli.config.log_format);
+    match cli.command {
+        Some(Command::Sim(sim)) => {
+            let apps = vec![(sim.app_id.clone(), sim.app_secret.clone())];
+            let running = Simulator::start(sim.listen, Clock::system(), apps).await?;
+            tracing::warn!(addr = %running.addr(), app_id = %sim.app_id, "WeChat simulator running");
+            shutdown_signal().await;
+            running.stop().await;
+            Ok(())
+        }
+        None => {
+            let app = Application::build(&cli.config).await?;
+            app.run_until(shutdown_signal()).await
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Domain types shared by the domain logic, the store and the gRPC layer.
+//! Times are unix milliseconds throughout.
+use crate::crypto::SessionId;
+use crate::secret::Secret;
+
+/// A user of one mini program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: String,
+    pub app_id: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub phone_number: Option<String>,
+    pub country_code: Option<String>,
+    pub created_at: i64,
+}
+
+/// A 3rd_session: what a token points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: String,
+    pub app_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// Absolute end of life, fixed when the session is created.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// What WeChat's jscode2session told us about a code.
+#[derive(Clone, Debug)]
+pub struct WechatSession {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: Secret<String>,
+}
+
+/// Token lifetimes and the login window, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenPolicy {
+    pub idle_ms: i64,
+    pub lifetime_ms: i64,
+    pub login_window_ms: i64,
+    /// Minimum time between two last-seen writes for one session: the
+    /// precision of the idle timeout.
+    pub touch_interval_ms: i64,
+}
+
+impl Session {
+    /// When the session dies if it keeps being used: the earlier of the idle
+    /// deadline and the absolute lifetime.
+    pub fn effective_expiry(&self, policy: &TokenPolicy) -> i64 {
+        self.expires_at
+            .min(self.last_seen_at.saturating_add(policy.idle_ms))
+    }
+}

@@ -1,0 +1,116 @@
+//! Persistence. The [`Store`] trait is everything the domain needs from a
+//! database; `sqlite.rs` implements it (PostgreSQL comes next). All SQL
+//! lives under this module.
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::crypto::SessionId;
+use crate::error::{Error, Result};
+use crate::model::{Session, TokenPolicy, User, WechatSession};
+
+pub use sqlite::SqliteStore;
+
+/// Where a code claim stands, as another request sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeState {
+    /// Someone else is working on it; wait and ask again.
+    Pending,
+    /// The login for this code was committed.
+    Done(SessionId),
+    /// WeChat refused the code; the reason is an error reason string.
+    Failed(String),
+}
+
+/// The outcome of trying to claim a code.
+#[derive(Debug)]
+pub enum Claim {
+    /// This request owns the code. `exchange` is WeChat's earlier answer
+    /// when a previous claimant got that far.
+    Acquired { exchange: Option<WechatSession> },
+    /// Another request owns or finished it.
+    Held(CodeState),
+}
+
+/// Everything a login writes, in one transaction.
+#[derive(Debug)]
+pub struct NewLogin<'a> {
+    pub app_id: &'a str,
+    pub wechat: &'a WechatSession,
+    /// The code claim to mark done in the same transaction.
+    pub code_hash: Option<&'a str>,
+    pub now: i64,
+    /// Used if this is the user's first login.
+    pub new_user_id: String,
+    /// Used if no session in the login window can be reused.
+    pub new_session_id: SessionId,
+    pub policy: TokenPolicy,
+}
+
+#[derive(Debug)]
+pub struct LoginRecord {
+    pub user: User,
+    pub session: Session,
+    /// The user row was created by this login.
+    pub created: bool,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for health checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// Claims a code for exchange, or reports who holds it. Claims older
+    /// than `expired_before` are forgotten; pending claims older than
+    /// `abandoned_before` are taken over.
+    async fn claim_code(
+        &self,
+        code_hash: &str,
+        app_id: &str,
+        now: i64,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> Result<Claim>;
+
+    /// Marks a claimed code as refused by WeChat.
+    async fn fail_code(&self, code_hash: &str, reason: &str) -> Result<()>;
+
+    /// Gives up a claim so that a retry can try again. With WeChat's answer
+    /// the claim keeps it (state `exchanged`): the code is spent at WeChat,
+    /// and the retry continues from the answer. Without, the claim is deleted.
+    async fn release_code(&self, code_hash: &str, exchange: Option<&WechatSession>) -> Result<()>;
+
+    /// Upserts the user, reuses a session from the login window or creates
+    /// one, and marks the code done: one transaction, race-free.
+    async fn login(&self, login: NewLogin<'_>) -> Result<LoginRecord>;
+
+    /// A session and its user.
+    async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>>;
+
+    /// Records use of a session, at most once per `touch_interval`.
+    async fn touch_session(&self, id: SessionId, now: i64, touched_before: i64) -> Result<()>;
+
+    /// Deletes code claims created before `before`; returns how many.
+    async fn purge_codes(&self, before: i64) -> Result<u64>;
+}
+
+/// Opens the store a database URL names and applies its migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, anyhow::Error> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme (expected sqlite://)")
+    }
+}
+
+/// Turns a stored failure reason back into the error it came from.
+pub fn failure_error(reason: &str) -> Error {
+    match reason {
+        "CODE_INVALID" => Error::CodeInvalid,
+        "CODE_USED" => Error::CodeUsed,
+        "USER_BLOCKED" => Error::UserBlocked,
+        other => Error::internal(anyhow::anyhow!("stored code failure {other}")),
+    }
+}

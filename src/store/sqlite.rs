@@ -1,0 +1,353 @@
+//! The SQLite store: the embedded default. One file, WAL journal, a busy
+//! timeout so concurrent writers wait instead of failing.
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, SqlitePool};
+
+use super::{Claim, CodeState, LoginRecord, NewLogin, Store};
+use crate::crypto::SessionId;
+use crate::error::{Error, Result};
+use crate::model::{Session, User, WechatSession};
+use crate::secret::Secret;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const USER_COLUMNS: &str = "user_id, app_id, openid, unionid, phone_number, country_code, created_at";
+const SESSION_COLUMNS: &str = "id, user_id, app_id, created_at, last_seen_at, expires_at, revoked_at";
+
+#[derive(FromRow)]
+struct UserRow {
+    user_id: String,
+    app_id: String,
+    openid: String,
+    unionid: Option<String>,
+    phone_number: Option<String>,
+    country_code: Option<String>,
+    created_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            user_id: r.user_id,
+            app_id: r.app_id,
+            openid: r.openid,
+            unionid: r.unionid,
+            phone_number: r.phone_number,
+            country_code: r.country_code,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct SessionRow {
+    id: String,
+    user_id: String,
+    app_id: String,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = Error;
+
+    fn try_from(r: SessionRow) -> Result<Self> {
+        let id = SessionId::from_hex(&r.id)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("malformed session id in the database")))?;
+        Ok(Session {
+            id,
+            user_id: r.user_id,
+            app_id: r.app_id,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct ClaimRow {
+    state: String,
+    openid: Option<String>,
+    unionid: Option<String>,
+    session_key: Option<String>,
+    session_id: Option<String>,
+    failure: Option<String>,
+}
+
+impl ClaimRow {
+    fn exchange(&self) -> Option<WechatSession> {
+        Some(WechatSession {
+            openid: self.openid.clone()?,
+            unionid: self.unionid.clone(),
+            session_key: Secret::new(self.session_key.clone()?),
+        })
+    }
+
+    fn state(&self) -> CodeState {
+        match (self.state.as_str(), &self.session_id, &self.failure) {
+            ("done", Some(id), _) => SessionId::from_hex(id).map_or(CodeState::Pending, CodeState::Done),
+            ("failed", _, Some(reason)) => CodeState::Failed(reason.clone()),
+            _ => CodeState::Pending,
+        }
+    }
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL is durable against application crashes and
+            // loses at most the last transactions on power loss.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let memory = url.contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives in one connection.
+            .max_connections(if memory { 1 } else { 8 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn claim_code(
+        &self,
+        code_hash: &str,
+        app_id: &str,
+        now: i64,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> Result<Claim> {
+        // Insert a pending claim, or take over one that expired, was
+        // abandoned, or stopped after WeChat's answer. RETURNING yields a row
+        // only when this request now owns the claim.
+        let acquired: Option<ClaimRow> = sqlx::query_as(
+            "INSERT INTO code_exchanges (code_hash, app_id, state, created_at, claimed_at)
+             VALUES (?1, ?2, 'pending', ?3, ?3)
+             ON CONFLICT (code_hash) DO UPDATE SET
+                 state = 'pending',
+                 claimed_at = excluded.claimed_at,
+                 created_at = CASE WHEN code_exchanges.created_at < ?4
+                                   THEN excluded.created_at ELSE code_exchanges.created_at END,
+                 openid = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.openid END,
+                 unionid = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.unionid END,
+                 session_key = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.session_key END,
+                 session_id = NULL,
+                 failure = NULL
+             WHERE code_exchanges.created_at < ?4
+                OR code_exchanges.state = 'exchanged'
+                OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < ?5)
+             RETURNING state, openid, unionid, session_key, session_id, failure",
+        )
+        .bind(code_hash)
+        .bind(app_id)
+        .bind(now)
+        .bind(expired_before)
+        .bind(abandoned_before)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = acquired {
+            return Ok(Claim::Acquired {
+                exchange: row.exchange(),
+            });
+        }
+        let held: Option<ClaimRow> = sqlx::query_as(
+            "SELECT state, openid, unionid, session_key, session_id, failure
+             FROM code_exchanges WHERE code_hash = ?1",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        // Gone between the two statements (purged): report pending, the
+        // caller asks again and claims it.
+        Ok(Claim::Held(held.map_or(CodeState::Pending, |r| r.state())))
+    }
+
+    async fn fail_code(&self, code_hash: &str, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE code_exchanges SET state = 'failed', failure = ?2,
+                 openid = NULL, unionid = NULL, session_key = NULL
+             WHERE code_hash = ?1",
+        )
+        .bind(code_hash)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_code(&self, code_hash: &str, exchange: Option<&WechatSession>) -> Result<()> {
+        match exchange {
+            None => {
+                sqlx::query("DELETE FROM code_exchanges WHERE code_hash = ?1 AND state = 'pending'")
+                    .bind(code_hash)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Some(e) => {
+                sqlx::query(
+                    "UPDATE code_exchanges SET state = 'exchanged', openid = ?2, unionid = ?3, session_key = ?4
+                     WHERE code_hash = ?1 AND state = 'pending'",
+                )
+                .bind(code_hash)
+                .bind(&e.openid)
+                .bind(&e.unionid)
+                .bind(e.session_key.expose())
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn login(&self, l: NewLogin<'_>) -> Result<LoginRecord> {
+        // The first statement writes, so the transaction takes SQLite's write
+        // lock at once: concurrent logins serialise here, which is what
+        // makes the login-window lookup below race-free.
+        let mut tx = self.pool.begin().await?;
+        let user: UserRow = sqlx::query_as(&format!(
+            "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)
+             ON CONFLICT (app_id, openid) DO UPDATE SET
+                 unionid = COALESCE(excluded.unionid, users.unionid),
+                 prev_session_key = CASE WHEN users.session_key = excluded.session_key
+                                         THEN users.prev_session_key ELSE users.session_key END,
+                 prev_replaced_at = CASE WHEN users.session_key = excluded.session_key
+                                         THEN users.prev_replaced_at ELSE excluded.session_key_at END,
+                 session_key_at = CASE WHEN users.session_key = excluded.session_key
+                                       THEN users.session_key_at ELSE excluded.session_key_at END,
+                 session_key = excluded.session_key,
+                 updated_at = excluded.updated_at
+             RETURNING {USER_COLUMNS}"
+        ))
+        .bind(&l.new_user_id)
+        .bind(l.app_id)
+        .bind(&l.wechat.openid)
+        .bind(&l.wechat.unionid)
+        .bind(l.wechat.session_key.expose())
+        .bind(l.now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let created = user.user_id == l.new_user_id;
+
+        let reusable: Option<SessionRow> = if l.policy.login_window_ms > 0 && !created {
+            sqlx::query_as(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions
+                 WHERE user_id = ?1 AND revoked_at IS NULL AND created_at > ?2
+                   AND expires_at > ?3 AND last_seen_at > ?4
+                 ORDER BY created_at DESC LIMIT 1"
+            ))
+            .bind(&user.user_id)
+            .bind(l.now - l.policy.login_window_ms)
+            .bind(l.now)
+            .bind(l.now - l.policy.idle_ms)
+            .fetch_optional(&mut *tx)
+            .await?
+        } else {
+            None
+        };
+        let session = match reusable {
+            Some(row) => row,
+            None => {
+                sqlx::query_as(&format!(
+                    "INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING {SESSION_COLUMNS}"
+                ))
+                .bind(l.new_session_id.to_hex())
+                .bind(&user.user_id)
+                .bind(l.app_id)
+                .bind(l.now)
+                .bind(l.now.saturating_add(l.policy.lifetime_ms))
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        if let Some(code_hash) = l.code_hash {
+            // Done: the session answers retries; WeChat's answer (with the
+            // session_key) is no longer needed here.
+            sqlx::query(
+                "UPDATE code_exchanges SET state = 'done', session_id = ?2,
+                     openid = NULL, unionid = NULL, session_key = NULL
+                 WHERE code_hash = ?1",
+            )
+            .bind(code_hash)
+            .bind(&session.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(LoginRecord {
+            user: user.into(),
+            session: session.try_into()?,
+            created,
+        })
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
+        let Some(session): Option<SessionRow> =
+            sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))
+                .bind(id.to_hex())
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let user: UserRow = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1"))
+            .bind(&session.user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((session.try_into()?, user.into())))
+    }
+
+    async fn touch_session(&self, id: SessionId, now: i64, touched_before: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?3")
+            .bind(id.to_hex())
+            .bind(now)
+            .bind(touched_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_codes(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM code_exchanges WHERE created_at < ?1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}

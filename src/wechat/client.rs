@@ -1,0 +1,265 @@
+//! The WeChat API client. WeChat answers errors as HTTP 200 with an
+//! `errcode`; this module turns them into [`WechatError`] and retries what is
+//! worth retrying. Request URLs carry the app secret, and `errmsg` may carry
+//! anything, so neither is ever logged or returned.
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::model::WechatSession;
+use crate::secret::Secret;
+
+/// The credentials of one mini program.
+#[derive(Clone, Debug)]
+pub struct AppCredentials {
+    pub app_id: String,
+    pub secret: Secret<String>,
+}
+
+/// How WeChat calls fail, as far as callers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WechatError {
+    /// 40029: the code is invalid, expired or belongs to another app.
+    #[error("code invalid (40029)")]
+    CodeInvalid,
+    /// 40163: the code was already used.
+    #[error("code used (40163)")]
+    CodeUsed,
+    /// 40226: WeChat's risk control blocked this user.
+    #[error("user blocked (40226)")]
+    UserBlocked,
+    /// 45011 (minute quota) or 45009 (daily quota).
+    #[error("rate limited ({0})")]
+    RateLimited(i64),
+    /// -1, HTTP 5xx, transport errors and timeouts, after the retries.
+    #[error("unavailable")]
+    Unavailable,
+    /// Any other errcode, e.g. a wrong secret (40125) or appid (40013).
+    #[error("rejected with errcode {0}")]
+    Rejected(i64),
+    /// A body that is not the JSON we expect.
+    #[error("malformed response")]
+    Malformed,
+}
+
+impl WechatError {
+    fn from_errcode(errcode: i64) -> Self {
+        match errcode {
+            40029 => Self::CodeInvalid,
+            40163 => Self::CodeUsed,
+            40226 => Self::UserBlocked,
+            45009 | 45011 => Self::RateLimited(errcode),
+            -1 => Self::Unavailable,
+            other => Self::Rejected(other),
+        }
+    }
+
+    fn retryable(self) -> bool {
+        self == Self::Unavailable
+    }
+}
+
+/// Timeouts and retries for WeChat calls.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Deadline for one logical call, all attempts included.
+    pub deadline: Duration,
+    pub connect_timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// First backoff; doubles per attempt, with full jitter.
+    pub base_backoff: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct WechatClient {
+    http: reqwest::Client,
+    base_url: String,
+    policy: RetryPolicy,
+}
+
+#[derive(Deserialize)]
+struct Code2SessionBody {
+    #[serde(default)]
+    errcode: i64,
+    openid: Option<String>,
+    unionid: Option<String>,
+    session_key: Option<String>,
+}
+
+impl WechatClient {
+    pub fn new(base_url: &str, policy: RetryPolicy) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.deadline)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("wxauth/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            policy,
+        })
+    }
+
+    /// `auth.code2Session`: what WeChat knows about a wx.login code.
+    pub async fn jscode2session(
+        &self,
+        app: &AppCredentials,
+        code: &str,
+    ) -> Result<WechatSession, WechatError> {
+        let url = format!("{}/sns/jscode2session", self.base_url);
+        let query = [
+            ("appid", app.app_id.as_str()),
+            ("secret", app.secret.expose().as_str()),
+            ("js_code", code),
+            ("grant_type", "authorization_code"),
+        ];
+        let body: Code2SessionBody = self
+            .call("jscode2session", || self.http.get(&url).query(&query))
+            .await?;
+        if body.errcode != 0 {
+            return Err(WechatError::from_errcode(body.errcode));
+        }
+        match (body.openid, body.session_key) {
+            (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => Ok(WechatSession {
+                openid,
+                unionid: body.unionid.filter(|u| !u.is_empty()),
+                session_key: Secret::new(key),
+            }),
+            _ => Err(WechatError::Malformed),
+        }
+    }
+
+    /// Sends a request until it gets a non-retryable answer, the retries run
+    /// out or the deadline passes. Returns the parsed body; the caller reads
+    /// its errcode.
+    async fn call<T, F>(&self, endpoint: &'static str, request: F) -> Result<T, WechatError>
+    where
+        T: for<'de> Deserialize<'de> + HasErrcode,
+        F: Fn() -> reqwest::RequestBuilder,
+    {
+        let deadline = Instant::now() + self.policy.deadline;
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let outcome = if remaining.is_zero() {
+                Err(WechatError::Unavailable)
+            } else {
+                self.attempt::<T>(endpoint, request().timeout(remaining)).await
+            };
+            let failure = match outcome {
+                Ok(body) if body.errcode() == -1 => WechatError::Unavailable,
+                Ok(body) => return Ok(body),
+                Err(e) => e,
+            };
+            if !failure.retryable() || attempt >= self.policy.retries {
+                return Err(failure);
+            }
+            attempt += 1;
+            let backoff = self.backoff(attempt);
+            if Instant::now() + backoff >= deadline {
+                tracing::warn!(endpoint, attempt, "WeChat unavailable; deadline reached");
+                return Err(WechatError::Unavailable);
+            }
+            tracing::warn!(
+                endpoint,
+                attempt,
+                backoff_ms = backoff.as_millis() as u64,
+                "retrying WeChat call"
+            );
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    async fn attempt<T: for<'de> Deserialize<'de>>(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, WechatError> {
+        // `without_url`: reqwest's errors print the URL, which holds the secret.
+        let response = request.send().await.map_err(|e| {
+            let e = e.without_url();
+            tracing::warn!(
+                endpoint,
+                timeout = e.is_timeout(),
+                connect = e.is_connect(),
+                "WeChat request failed"
+            );
+            WechatError::Unavailable
+        })?;
+        let status = response.status();
+        if status.is_server_error() {
+            tracing::warn!(
+                endpoint,
+                status = status.as_u16(),
+                "WeChat answered with a server error"
+            );
+            return Err(WechatError::Unavailable);
+        }
+        if !status.is_success() {
+            tracing::warn!(
+                endpoint,
+                status = status.as_u16(),
+                "WeChat answered with an unexpected status"
+            );
+            return Err(WechatError::Malformed);
+        }
+        // Some WeChat endpoints say text/plain: parse the body regardless.
+        let bytes = response.bytes().await.map_err(|_| WechatError::Unavailable)?;
+        serde_json::from_slice(&bytes).map_err(|_| {
+            tracing::warn!(endpoint, "WeChat answered with malformed JSON");
+            WechatError::Malformed
+        })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self.policy.base_backoff.saturating_mul(1 << attempt.min(10));
+        let jittered = rand::rng().random_range(0..=cap.as_millis() as u64);
+        Duration::from_millis(jittered.max(1))
+    }
+}
+
+/// Bodies that carry WeChat's `errcode` (missing means 0).
+trait HasErrcode {
+    fn errcode(&self) -> i64;
+}
+
+impl HasErrcode for Code2SessionBody {
+    fn errcode(&self) -> i64 {
+        self.errcode
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcodes_map_to_what_callers_can_act_on() {
+        assert_eq!(WechatError::from_errcode(40029), WechatError::CodeInvalid);
+        assert_eq!(WechatError::from_errcode(40163), WechatError::CodeUsed);
+        assert_eq!(WechatError::from_errcode(40226), WechatError::UserBlocked);
+        assert_eq!(WechatError::from_errcode(45011), WechatError::RateLimited(45011));
+        assert_eq!(WechatError::from_errcode(-1), WechatError::Unavailable);
+        assert_eq!(WechatError::from_errcode(40125), WechatError::Rejected(40125));
+    }
+
+    #[test]
+    fn only_unavailable_is_retried() {
+        for e in [40029, 40163, 40226, 45011, 40125].map(WechatError::from_errcode) {
+            assert!(!e.retryable(), "{e:?}");
+        }
+        assert!(WechatError::Unavailable.retryable());
+    }
+
+    #[test]
+    fn missing_errcode_means_success() {
+        let body: Code2SessionBody =
+            serde_json::from_str(r#"{"session_key":"\/IkZjlZpIUAFICUVPmWbmw==","openid":"o--sB5"}"#).unwrap();
+        assert_eq!(body.errcode, 0);
+        assert_eq!(body.session_key.as_deref(), Some("/IkZjlZpIUAFICUVPmWbmw=="));
+    }
+}
