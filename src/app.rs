@@ -34,6 +34,7 @@ pub struct Application {
     listener: TcpListener,
     wxauth: Arc<Wxauth>,
     simulator: Option<Simulator>,
+    shutdown_grace: Duration,
 }
 
 impl Application {
@@ -114,6 +115,7 @@ impl Application {
             listener,
             wxauth,
             simulator,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -153,20 +155,37 @@ impl Application {
             .max_decoding_message_size(MAX_MESSAGE_SIZE);
 
         let drain_reporter = reporter.clone();
+        let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
             shutdown.await;
             stopping.store(true, Ordering::SeqCst);
             set_health(&drain_reporter, false).await;
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+            let _ = draining.send(());
         };
         tracing::info!(addr = %self.local_addr(), "wxauth serving gRPC");
-        let result = tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(auth)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
-            .await;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain);
+        // Streams that never end (health Watch) would hold the drain open
+        // forever: after the grace period the rest is closed.
+        let grace = self.shutdown_grace;
+        let result = tokio::select! {
+            result = server => result,
+            () = async {
+                if drain_started.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining calls");
+                Ok(())
+            }
+        };
         health_task.abort();
         janitor.abort();
         if let Some(sim) = self.simulator {

@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_WECHAT_RETRIES", default_value_t = 2)]
     pub wechat_retries: u32,
 
+    /// On SIGTERM, how long in-flight calls may take before the remaining
+    /// connections (e.g. health watch streams) are closed.
+    #[arg(long, env = "WXAUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
     /// Log filter (tracing EnvFilter syntax, e.g. `info,wxauth=debug`).
     #[arg(long, env = "WXAUTH_LOG", default_value = "info")]
     pub log: String,

@@ -90,6 +90,9 @@ impl Wxauth {
             .await
             .map_err(|e| (*e).clone())?;
         if ran.load(Ordering::Relaxed) {
+            // The flight is over: later retries are answered from the
+            // database's replay record, which follows the code's lifetime.
+            self.code_flights.invalidate(&code_hash).await;
             return Ok((*shared).clone());
         }
         // Another request's result: the session may have been revoked since.

@@ -17,9 +17,9 @@ pub struct Wxauth {
     pub(crate) keys: ServerKeys,
     pub(crate) clock: Clock,
     pub(crate) policy: TokenPolicy,
-    /// In-process single flight and replay memory for login codes: concurrent
-    /// requests with one code share one exchange; the database claim
-    /// extends this across restarts and replicas.
+    /// In-process single flight for login codes: concurrent requests with
+    /// one code share one exchange. The database claim does the same across
+    /// replicas and remembers the answer for retries.
     pub(crate) code_flights: moka::future::Cache<String, Arc<LoginOutcome>>,
     /// How long to wait for another request's claim on the same code.
     pub(crate) claim_wait: std::time::Duration,
@@ -37,7 +37,7 @@ impl Wxauth {
     ) -> Self {
         let code_flights = moka::future::Cache::builder()
             .max_capacity(100_000)
-            .time_to_live(std::time::Duration::from_millis(crate::login::CODE_TTL_MS as u64))
+            .time_to_live(std::time::Duration::from_secs(60))
             .build();
         Self {
             store,

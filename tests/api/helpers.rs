@@ -1,0 +1,284 @@
+//! `TestApp`: a real wxauth on a random port, on a temp SQLite file, talking
+//! over HTTP to a real WeChat simulator, with a clock tests can advance.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+use wxauth::grpc::pb::auth_service_client::AuthServiceClient;
+use wxauth::grpc::pb::{ExchangeCodeRequest, ExchangeCodeResponse, VerifyTokenRequest, VerifyTokenResponse};
+use wxauth::wechat::sim::{LoginResponse, Simulator};
+use wxauth::{Application, Clock, Config};
+
+pub const APP_ID: &str = "wxtestapp00000001";
+pub const APP_SECRET: &str = "test-app-secret-9f8e7d6c5b4a";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: AuthServiceClient<Channel>,
+    pub clock: Clock,
+    pub db_path: PathBuf,
+    pub config: Config,
+    pub sim: SimControl,
+    simulator: Option<Simulator>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+/// The simulator's `/sim/` control API, as a mini program's test harness uses it.
+#[derive(Clone)]
+pub struct SimControl {
+    pub base_url: String,
+    http: reqwest::Client,
+}
+
+impl SimControl {
+    pub async fn login(&self, body: Value) -> LoginResponse {
+        let r = self
+            .http
+            .post(format!("{}/sim/login", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "sim login failed: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    /// A code for a brand-new user.
+    pub async fn new_code(&self) -> LoginResponse {
+        self.login(json!({})).await
+    }
+
+    /// A code for an existing user.
+    pub async fn code_for(&self, openid: &str) -> LoginResponse {
+        self.login(json!({ "openid": openid })).await
+    }
+
+    pub async fn fault(&self, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}/sim/faults", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub async fn calls(&self, endpoint: &str) -> u64 {
+        let calls: BTreeMap<String, u64> = self
+            .http
+            .get(format!("{}/sim/calls", self.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls.get(endpoint).copied().unwrap_or(0)
+    }
+}
+
+/// Every log line of this test process, at TRACE, for the secret-leak test.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(Default::default)
+}
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        log_buffer().lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .try_init();
+    });
+}
+
+pub fn random_server_key() -> String {
+    STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a simulator and a wxauth pointed at it; `configure` adjusts
+    /// the configuration before wxauth is built.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        init_logs();
+        let clock = Clock::adjustable();
+        let simulator = Simulator::start(
+            "127.0.0.1:0".parse().unwrap(),
+            clock.clone(),
+            vec![(APP_ID.into(), APP_SECRET.into())],
+        )
+        .await
+        .unwrap();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let db_path = dir.path().join("wxauth.db");
+        let mut config = Config::defaults();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.database_url = format!("sqlite://{}", db_path.display());
+        config.app_id = Some(APP_ID.into());
+        config.app_secret = Some(APP_SECRET.into());
+        config.wechat_base_url = simulator.base_url();
+        config.server_key = Some(random_server_key().into());
+        config.wechat_timeout = Duration::from_secs(3);
+        configure(&mut config);
+        let sim = SimControl {
+            base_url: simulator.base_url(),
+            http: reqwest::Client::new(),
+        };
+        Self::start(config, clock, db_path, dir, sim, Some(simulator)).await
+    }
+
+    async fn start(
+        config: Config,
+        clock: Clock,
+        db_path: PathBuf,
+        dir: Arc<tempfile::TempDir>,
+        sim: SimControl,
+        simulator: Option<Simulator>,
+    ) -> Self {
+        let app = Application::build_with_clock(&config, clock.clone())
+            .await
+            .unwrap();
+        let addr = app.local_addr();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let client = AuthServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        Self {
+            addr,
+            client,
+            clock,
+            db_path,
+            config,
+            sim,
+            simulator,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Stops this wxauth and starts a new one on the same database, keys
+    /// and simulator, as a restart would.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let simulator = self.simulator.take();
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        Self::start(
+            config,
+            self.clock.clone(),
+            self.db_path.clone(),
+            self._dir.clone(),
+            self.sim.clone(),
+            simulator,
+        )
+        .await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn exchange(&self, code: &str) -> Result<ExchangeCodeResponse, tonic::Status> {
+        self.client
+            .clone()
+            .exchange_code(ExchangeCodeRequest {
+                code: code.into(),
+                app_id: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Logs a brand-new user in and returns the response.
+    pub async fn login_new_user(&self) -> ExchangeCodeResponse {
+        let code = self.sim.new_code().await.code;
+        self.exchange(&code).await.unwrap()
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<VerifyTokenResponse, tonic::Status> {
+        self.client
+            .clone()
+            .verify_token(VerifyTokenRequest {
+                session_token: token.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Runs a query against the service's SQLite file.
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
+            .await
+            .unwrap()
+    }
+}
+
+/// The `google.rpc.ErrorInfo` reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .expect("every wxauth error carries ErrorInfo");
+    assert_eq!(info.domain, "wxauth");
+    info.reason.clone()
+}
+
+/// Asserts a call failed with this code and reason.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: tonic::Code, expected: &str) {
+    let status = result.expect_err("the call should have failed");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(reason(&status), expected, "{status:?}");
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary: real gRPC to a real wxauth, real HTTP to the
+//! WeChat simulator, a real SQLite file.
+mod helpers;
+mod login;
+mod secrets;
+mod server;
+mod verify;
+mod wechat_errors;

@@ -1,0 +1,141 @@
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tonic::Code;
+
+use crate::helpers::{assert_error, TestApp};
+
+async fn exchange_with_fault(app: &TestApp, fault: serde_json::Value) -> Result<(), tonic::Status> {
+    let code = app.sim.new_code().await.code;
+    app.sim.fault(fault).await;
+    app.exchange(&code).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn an_unknown_code_is_code_invalid_and_is_not_retried() {
+    let app = TestApp::spawn().await;
+    assert_error(
+        app.exchange("0a3Xqv000unknown00code00000000000").await,
+        Code::InvalidArgument,
+        "CODE_INVALID",
+    );
+    assert_eq!(app.sim.calls("jscode2session").await, 1);
+}
+
+#[tokio::test]
+async fn an_invalid_code_presented_again_gets_the_same_answer_without_a_second_call() {
+    let app = TestApp::spawn().await;
+    let code = "0a3Xqv000unknown00code00000000000";
+    assert_error(app.exchange(code).await, Code::InvalidArgument, "CODE_INVALID");
+    assert_error(app.exchange(code).await, Code::InvalidArgument, "CODE_INVALID");
+    assert_eq!(app.sim.calls("jscode2session").await, 1);
+}
+
+#[tokio::test]
+async fn a_code_used_elsewhere_is_code_used() {
+    let app = TestApp::spawn().await;
+    let code = app.sim.new_code().await.code;
+    // Someone else (not wxauth) spent the code at WeChat first.
+    let url = format!(
+        "{}/sns/jscode2session?appid={}&secret={}&js_code={code}&grant_type=authorization_code",
+        app.sim.base_url,
+        crate::helpers::APP_ID,
+        crate::helpers::APP_SECRET
+    );
+    reqwest::get(url).await.unwrap();
+    assert_error(app.exchange(&code).await, Code::InvalidArgument, "CODE_USED");
+    assert_eq!(app.sim.calls("jscode2session").await, 2);
+}
+
+#[tokio::test]
+async fn a_blocked_user_is_permission_denied() {
+    let app = TestApp::spawn().await;
+    let code = app.sim.login(json!({ "blocked": true })).await.code;
+    assert_error(app.exchange(&code).await, Code::PermissionDenied, "USER_BLOCKED");
+    assert_eq!(app.sim.calls("jscode2session").await, 1);
+}
+
+#[tokio::test]
+async fn wechat_rate_limiting_is_resource_exhausted_and_not_retried() {
+    let app = TestApp::spawn().await;
+    let result = exchange_with_fault(
+        &app,
+        json!({"endpoint": "jscode2session", "errcode": 45011, "times": 1}),
+    )
+    .await;
+    assert_error(result, Code::ResourceExhausted, "WECHAT_RATE_LIMITED");
+    assert_eq!(app.sim.calls("jscode2session").await, 1);
+}
+
+#[tokio::test]
+async fn a_wrong_app_secret_is_an_internal_error_that_reveals_nothing() {
+    let app = TestApp::spawn_with(|c| c.app_secret = Some("not-the-secret".into())).await;
+    let code = app.sim.new_code().await.code;
+    let status = app.exchange(&code).await.unwrap_err();
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(crate::helpers::reason(&status), "INTERNAL");
+    assert_eq!(status.message(), "internal error");
+    assert_eq!(app.sim.calls("jscode2session").await, 1, "not retried");
+}
+
+#[tokio::test]
+async fn system_errors_twice_then_success_succeeds() {
+    let app = TestApp::spawn().await;
+    let result = exchange_with_fault(
+        &app,
+        json!({"endpoint": "jscode2session", "errcode": -1, "times": 2}),
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(app.sim.calls("jscode2session").await, 3);
+}
+
+#[tokio::test]
+async fn http_server_errors_are_retried() {
+    let app = TestApp::spawn().await;
+    let result = exchange_with_fault(
+        &app,
+        json!({"endpoint": "jscode2session", "http_status": 502, "times": 1}),
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(app.sim.calls("jscode2session").await, 2);
+}
+
+#[tokio::test]
+async fn persistent_system_errors_end_in_unavailable_after_bounded_retries() {
+    let app = TestApp::spawn_with(|c| c.wechat_retries = 2).await;
+    let result = exchange_with_fault(
+        &app,
+        json!({"endpoint": "jscode2session", "errcode": -1, "times": 10}),
+    )
+    .await;
+    assert_error(result, Code::Unavailable, "WECHAT_UNAVAILABLE");
+    assert_eq!(app.sim.calls("jscode2session").await, 3);
+}
+
+#[tokio::test]
+async fn a_wechat_that_never_answers_gives_unavailable_within_the_deadline() {
+    let deadline = Duration::from_millis(800);
+    let app = TestApp::spawn_with(|c| c.wechat_timeout = deadline).await;
+    let code = app.sim.new_code().await.code;
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "delay_ms": 60_000, "times": 10}))
+        .await;
+    let started = Instant::now();
+    assert_error(app.exchange(&code).await, Code::Unavailable, "WECHAT_UNAVAILABLE");
+    // Generous slack for a loaded machine; without the deadline this would
+    // take a minute.
+    assert!(started.elapsed() < deadline * 4, "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn after_an_outage_the_same_code_can_be_retried() {
+    let app = TestApp::spawn_with(|c| c.wechat_retries = 0).await;
+    let code = app.sim.new_code().await.code;
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "errcode": -1, "times": 1}))
+        .await;
+    assert_error(app.exchange(&code).await, Code::Unavailable, "WECHAT_UNAVAILABLE");
+    assert!(app.exchange(&code).await.is_ok());
+}
