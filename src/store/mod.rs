@@ -1,6 +1,7 @@
 //! Persistence. The [`Store`] trait is everything the domain needs from a
 //! database; `sqlite.rs` implements it (PostgreSQL comes next). All SQL
 //! lives under this module.
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
