@@ -13,6 +13,10 @@ pub(super) const USER_COLUMNS: &str =
     "user_id, app_id, openid, unionid, phone_number, country_code, created_at";
 pub(super) const SESSION_COLUMNS: &str =
     "id, user_id, app_id, created_at, last_seen_at, expires_at, revoked_at";
+/// A session and its user, read by one join: `FROM sessions s JOIN users u`.
+pub(super) const SESSION_USER_COLUMNS: &str = "s.id, s.user_id, s.app_id, s.created_at, s.last_seen_at, \
+     s.expires_at, s.revoked_at, u.app_id AS user_app_id, u.openid, u.unionid, u.phone_number, \
+     u.country_code, u.created_at AS user_created_at";
 
 #[derive(FromRow)]
 pub(super) struct UserRow {
@@ -65,6 +69,33 @@ impl TryFrom<SessionRow> for Session {
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
         })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct SessionUserRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    user_app_id: String,
+    openid: String,
+    unionid: Option<String>,
+    phone_number: Option<String>,
+    country_code: Option<String>,
+    user_created_at: i64,
+}
+
+impl SessionUserRow {
+    pub(super) fn into_domain(self) -> Result<(Session, User)> {
+        let user = User {
+            user_id: self.session.user_id.clone(),
+            app_id: self.user_app_id,
+            openid: self.openid,
+            unionid: self.unionid,
+            phone_number: self.phone_number,
+            country_code: self.country_code,
+            created_at: self.user_created_at,
+        };
+        Ok((self.session.try_into()?, user))
     }
 }
 
