@@ -1,6 +1,9 @@
 //! Persistence. The [`Store`] trait is everything the domain needs from a
 //! database; `sqlite.rs` and `postgres.rs` implement it with the same
-//! semantics. All SQL lives under this module.
+//! semantics, which `contract_tests` checks on both. All SQL lives under
+//! this module.
+#[cfg(test)]
+mod contract_tests;
 mod postgres;
 mod rows;
 mod sqlite;
