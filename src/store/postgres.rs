@@ -309,3 +309,31 @@ async fn insert_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<
     .await?;
     Ok(row)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{PgPoolSettings, PgStore};
+    use crate::error::Error;
+    use crate::store::contract_tests::PgSchema;
+
+    #[tokio::test]
+    async fn a_statement_over_the_timeout_is_canceled_as_store_unavailable() {
+        let Some(schema) = PgSchema::create().await else {
+            return;
+        };
+        let settings = PgPoolSettings {
+            statement_timeout: Duration::from_millis(100),
+            ..PgPoolSettings::default()
+        };
+        let store = PgStore::connect(&schema.url, settings).await.unwrap();
+        let error = sqlx::query("SELECT pg_sleep(2)")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(matches!(Error::from(error), Error::StoreUnavailable));
+        store.pool.close().await;
+        schema.remove().await;
+    }
+}
