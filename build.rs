@@ -12,5 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("wxauth_descriptor.bin"))
         .compile_protos(&["proto/wxauth/v1/auth.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds the migration files but cannot tell Cargo to
+    // watch the directories, so a new migration would go unnoticed.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }

@@ -46,7 +46,8 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Database URL: `sqlite://PATH` (created on first start).
+    /// Database URL: `sqlite://PATH` (created on first start) or
+    /// `postgres://USER@HOST/DB` (migrated on start; needs a server key).
     #[arg(long, env = "WXAUTH_DATABASE_URL", default_value = "sqlite://wxauth.db")]
     pub database_url: String,
 

@@ -94,6 +94,12 @@ impl From<sqlx::Error> for Error {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::StoreUnavailable
             }
+            // PostgreSQL's query_canceled, e.g. the store's statement_timeout:
+            // the database is overloaded or locked up, a retry may succeed.
+            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("57014") => {
+                tracing::warn!(error = %e, "database statement canceled");
+                Self::StoreUnavailable
+            }
             other => Self::internal(anyhow::Error::new(other).context("database query failed")),
         }
     }

@@ -7,7 +7,8 @@
 //! - [`login`], [`session`]: domain operations on [`service::Wxauth`], no tonic/prost.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
 //!   errcodes) and the WeChat simulator.
-//! - [`store`]: the `Store` trait and its SQLite implementation; all SQL lives there.
+//! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
+//!   the contract tests both pass; all SQL lives there.
 //! - [`crypto`]: tokens, keyed hashes, AES-CBC and signatures: pure functions.
 //! - [`error`]: the one error enum and the only mapping to `tonic::Status`.
 //!

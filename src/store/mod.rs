@@ -1,6 +1,11 @@
 //! Persistence. The [`Store`] trait is everything the domain needs from a
-//! database; `sqlite.rs` implements it (PostgreSQL comes next). All SQL
-//! lives under this module.
+//! database; `sqlite.rs` and `postgres.rs` implement it with the same
+//! semantics, which `contract_tests` checks on both. All SQL lives under
+//! this module.
+#[cfg(test)]
+mod contract_tests;
+mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
@@ -11,6 +16,7 @@ use crate::crypto::SessionId;
 use crate::error::{Error, Result};
 use crate::model::{Session, TokenPolicy, User, WechatSession};
 
+pub use postgres::{PgPoolSettings, PgStore};
 pub use sqlite::SqliteStore;
 
 /// Where a code claim stands, as another request sees it.
@@ -96,12 +102,16 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_codes(&self, before: i64) -> Result<u64>;
 }
 
-/// Opens the store a database URL names and applies its migrations.
+/// Opens the store a database URL names and applies its migrations:
+/// `sqlite:` for SQLite, `postgres://` or `postgresql://` for PostgreSQL.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, anyhow::Error> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, PgPoolSettings::default()).await?))
     } else {
-        anyhow::bail!("unsupported database URL scheme (expected sqlite://)")
+        // The URL may hold a password: never echo it.
+        anyhow::bail!("unsupported database URL scheme (expected sqlite:, postgres:// or postgresql://)")
     }
 }
 

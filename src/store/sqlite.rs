@@ -5,104 +5,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::SqlitePool;
 
+use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
 use super::{Claim, CodeState, LoginRecord, NewLogin, Store};
 use crate::crypto::SessionId;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Session, User, WechatSession};
-use crate::secret::Secret;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-const USER_COLUMNS: &str = "user_id, app_id, openid, unionid, phone_number, country_code, created_at";
-const SESSION_COLUMNS: &str = "id, user_id, app_id, created_at, last_seen_at, expires_at, revoked_at";
-
-#[derive(FromRow)]
-struct UserRow {
-    user_id: String,
-    app_id: String,
-    openid: String,
-    unionid: Option<String>,
-    phone_number: Option<String>,
-    country_code: Option<String>,
-    created_at: i64,
-}
-
-impl From<UserRow> for User {
-    fn from(r: UserRow) -> Self {
-        User {
-            user_id: r.user_id,
-            app_id: r.app_id,
-            openid: r.openid,
-            unionid: r.unionid,
-            phone_number: r.phone_number,
-            country_code: r.country_code,
-            created_at: r.created_at,
-        }
-    }
-}
-
-#[derive(FromRow)]
-struct SessionRow {
-    id: String,
-    user_id: String,
-    app_id: String,
-    created_at: i64,
-    last_seen_at: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-}
-
-impl TryFrom<SessionRow> for Session {
-    type Error = Error;
-
-    fn try_from(r: SessionRow) -> Result<Self> {
-        let id = SessionId::from_hex(&r.id)
-            .ok_or_else(|| Error::internal(anyhow::anyhow!("malformed session id in the database")))?;
-        Ok(Session {
-            id,
-            user_id: r.user_id,
-            app_id: r.app_id,
-            created_at: r.created_at,
-            last_seen_at: r.last_seen_at,
-            expires_at: r.expires_at,
-            revoked_at: r.revoked_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct ClaimRow {
-    state: String,
-    openid: Option<String>,
-    unionid: Option<String>,
-    session_key: Option<String>,
-    session_id: Option<String>,
-    failure: Option<String>,
-}
-
-impl ClaimRow {
-    fn exchange(&self) -> Option<WechatSession> {
-        Some(WechatSession {
-            openid: self.openid.clone()?,
-            unionid: self.unionid.clone(),
-            session_key: Secret::new(self.session_key.clone()?),
-        })
-    }
-
-    fn state(&self) -> CodeState {
-        match (self.state.as_str(), &self.session_id, &self.failure) {
-            ("done", Some(id), _) => SessionId::from_hex(id).map_or(CodeState::Pending, CodeState::Done),
-            ("failed", _, Some(reason)) => CodeState::Failed(reason.clone()),
-            _ => CodeState::Pending,
-        }
-    }
 }
 
 impl SqliteStore {

@@ -1,0 +1,339 @@
+//! The PostgreSQL store: for several replicas sharing one database. Same
+//! semantics as the SQLite store, statement for statement; where SQLite
+//! relies on its single writer, PostgreSQL relies on row locks.
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use super::rows::{
+    ClaimRow, SessionRow, SessionUserRow, UserRow, SESSION_COLUMNS, SESSION_USER_COLUMNS, USER_COLUMNS,
+};
+use super::{Claim, CodeState, LoginRecord, NewLogin, Store};
+use crate::crypto::SessionId;
+use crate::error::Result;
+use crate::model::{Session, User, WechatSession};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Connection pool limits. Defaults suit one replica of a small service.
+#[derive(Clone, Copy, Debug)]
+pub struct PgPoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing with
+    /// "storage unavailable".
+    pub acquire_timeout: Duration,
+    /// Server-side limit on any one statement, so a stuck query cannot hold
+    /// a connection (and its locks) indefinitely.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgPoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and applies the migrations.
+    ///
+    /// Replicas starting at once are safe: sqlx's PostgreSQL migrator holds
+    /// `pg_advisory_lock` (keyed on the database name) from before it reads
+    /// `_sqlx_migrations` until it has applied everything (sqlx-core 0.8
+    /// `Migrator::run_direct` -> sqlx-postgres `PgConnection::lock`), so the
+    /// others wait, then find the migrations applied. Each migration runs in
+    /// its own transaction.
+    pub async fn connect(url: &str, settings: PgPoolSettings) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        // Migrate on a connection of its own, without the statement timeout:
+        // waiting for another replica's migration lock, or a long migration,
+        // must not be cut off after a few seconds.
+        let mut conn = options.connect().await?;
+        MIGRATOR.run(&mut conn).await?;
+        conn.close().await?;
+
+        let statement_timeout = settings.statement_timeout.as_millis().to_string();
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.options([("statement_timeout", statement_timeout)]))
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn claim_code(
+        &self,
+        code_hash: &str,
+        app_id: &str,
+        now: i64,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> Result<Claim> {
+        // Insert a pending claim, or take over one that expired, was
+        // abandoned, or stopped after WeChat's answer. RETURNING yields a row
+        // only when this request now owns the claim. Concurrent claimants
+        // serialise on the row (the conflicting insert waits for the other
+        // transaction, DO UPDATE locks the row), and the WHERE is evaluated
+        // against the newest committed version, so exactly one wins.
+        let acquired: Option<ClaimRow> = sqlx::query_as(
+            "INSERT INTO code_exchanges (code_hash, app_id, state, created_at, claimed_at)
+             VALUES ($1, $2, 'pending', $3, $3)
+             ON CONFLICT (code_hash) DO UPDATE SET
+                 state = 'pending',
+                 claimed_at = excluded.claimed_at,
+                 created_at = CASE WHEN code_exchanges.created_at < $4
+                                   THEN excluded.created_at ELSE code_exchanges.created_at END,
+                 openid = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.openid END,
+                 unionid = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.unionid END,
+                 session_key = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.session_key END,
+                 session_id = NULL,
+                 failure = NULL
+             WHERE code_exchanges.created_at < $4
+                OR code_exchanges.state = 'exchanged'
+                OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < $5)
+             RETURNING state, openid, unionid, session_key, session_id, failure",
+        )
+        .bind(code_hash)
+        .bind(app_id)
+        .bind(now)
+        .bind(expired_before)
+        .bind(abandoned_before)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = acquired {
+            return Ok(Claim::Acquired {
+                exchange: row.exchange(),
+            });
+        }
+        let held: Option<ClaimRow> = sqlx::query_as(
+            "SELECT state, openid, unionid, session_key, session_id, failure
+             FROM code_exchanges WHERE code_hash = $1",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        // Gone between the two statements (purged): report pending, the
+        // caller asks again and claims it.
+        Ok(Claim::Held(held.map_or(CodeState::Pending, |r| r.state())))
+    }
+
+    async fn fail_code(&self, code_hash: &str, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE code_exchanges SET state = 'failed', failure = $2,
+                 openid = NULL, unionid = NULL, session_key = NULL
+             WHERE code_hash = $1",
+        )
+        .bind(code_hash)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_code(&self, code_hash: &str, exchange: Option<&WechatSession>) -> Result<()> {
+        match exchange {
+            None => {
+                sqlx::query("DELETE FROM code_exchanges WHERE code_hash = $1 AND state = 'pending'")
+                    .bind(code_hash)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Some(e) => {
+                sqlx::query(
+                    "UPDATE code_exchanges SET state = 'exchanged', openid = $2, unionid = $3, session_key = $4
+                     WHERE code_hash = $1 AND state = 'pending'",
+                )
+                .bind(code_hash)
+                .bind(&e.openid)
+                .bind(&e.unionid)
+                .bind(e.session_key.expose())
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn login(&self, l: NewLogin<'_>) -> Result<LoginRecord> {
+        // READ COMMITTED explicitly, whatever the server's default: the
+        // window lookup must see sessions committed while we waited for the
+        // user row's lock, and the upsert must wait rather than fail with a
+        // serialisation error.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?;
+        let user = upsert_user(&mut tx, &l).await?;
+        let created = user.user_id == l.new_user_id;
+        // The upsert holds the user row's lock until commit, so concurrent
+        // logins of one user serialise there; this statement's fresh snapshot
+        // then sees the session the previous one committed.
+        let reusable = if l.policy.login_window_ms > 0 && !created {
+            window_session(&mut tx, &user.user_id, &l).await?
+        } else {
+            None
+        };
+        let session = match reusable {
+            Some(row) => row,
+            None => insert_session(&mut tx, &user.user_id, &l).await?,
+        };
+        if let Some(code_hash) = l.code_hash {
+            // Done: the session answers retries; WeChat's answer (with the
+            // session_key) is no longer needed here.
+            sqlx::query(
+                "UPDATE code_exchanges SET state = 'done', session_id = $2,
+                     openid = NULL, unionid = NULL, session_key = NULL
+                 WHERE code_hash = $1",
+            )
+            .bind(code_hash)
+            .bind(&session.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(LoginRecord {
+            user: user.into(),
+            session: session.try_into()?,
+            created,
+        })
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
+        let row: Option<SessionUserRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
+             WHERE s.id = $1"
+        ))
+        .bind(id.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(SessionUserRow::into_domain).transpose()
+    }
+
+    async fn touch_session(&self, id: SessionId, now: i64, touched_before: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $3")
+            .bind(id.to_hex())
+            .bind(now)
+            .bind(touched_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_codes(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM code_exchanges WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Inserts the user or updates it from WeChat's answer, rotating the
+/// session_key into prev_session_key when it changed. Locks the row.
+async fn upsert_user(tx: &mut Tx, l: &NewLogin<'_>) -> Result<UserRow> {
+    let user = sqlx::query_as(&format!(
+        "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $6)
+         ON CONFLICT (app_id, openid) DO UPDATE SET
+             unionid = COALESCE(excluded.unionid, users.unionid),
+             prev_session_key = CASE WHEN users.session_key = excluded.session_key
+                                     THEN users.prev_session_key ELSE users.session_key END,
+             prev_replaced_at = CASE WHEN users.session_key = excluded.session_key
+                                     THEN users.prev_replaced_at ELSE excluded.session_key_at END,
+             session_key_at = CASE WHEN users.session_key = excluded.session_key
+                                   THEN users.session_key_at ELSE excluded.session_key_at END,
+             session_key = excluded.session_key,
+             updated_at = excluded.updated_at
+         RETURNING {USER_COLUMNS}"
+    ))
+    .bind(&l.new_user_id)
+    .bind(l.app_id)
+    .bind(&l.wechat.openid)
+    .bind(&l.wechat.unionid)
+    .bind(l.wechat.session_key.expose())
+    .bind(l.now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(user)
+}
+
+/// The user's newest live session created within the login window.
+async fn window_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<Option<SessionRow>> {
+    let row = sqlx::query_as(&format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions
+         WHERE user_id = $1 AND revoked_at IS NULL AND created_at > $2
+           AND expires_at > $3 AND last_seen_at > $4
+         ORDER BY created_at DESC LIMIT 1"
+    ))
+    .bind(user_id)
+    .bind(l.now - l.policy.login_window_ms)
+    .bind(l.now)
+    .bind(l.now - l.policy.idle_ms)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row)
+}
+
+async fn insert_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<SessionRow> {
+    let row = sqlx::query_as(&format!(
+        "INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
+         VALUES ($1, $2, $3, $4, $4, $5) RETURNING {SESSION_COLUMNS}"
+    ))
+    .bind(l.new_session_id.to_hex())
+    .bind(user_id)
+    .bind(l.app_id)
+    .bind(l.now)
+    .bind(l.now.saturating_add(l.policy.lifetime_ms))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{PgPoolSettings, PgStore};
+    use crate::error::Error;
+    use crate::store::contract_tests::PgSchema;
+
+    #[tokio::test]
+    async fn a_statement_over_the_timeout_is_canceled_as_store_unavailable() {
+        let Some(schema) = PgSchema::create().await else {
+            return;
+        };
+        let settings = PgPoolSettings {
+            statement_timeout: Duration::from_millis(100),
+            ..PgPoolSettings::default()
+        };
+        let store = PgStore::connect(&schema.url, settings).await.unwrap();
+        let error = sqlx::query("SELECT pg_sleep(2)")
+            .execute(&store.pool)
+            .await
+            .unwrap_err();
+        assert!(matches!(Error::from(error), Error::StoreUnavailable));
+        store.pool.close().await;
+        schema.remove().await;
+    }
+}

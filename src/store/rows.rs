@@ -1,0 +1,128 @@
+//! Rows as both backends read them, and their conversion to domain types.
+//! The column lists and row shapes are shared so that the two backends
+//! cannot drift apart; only the SQL around them differs.
+use sqlx::FromRow;
+
+use super::CodeState;
+use crate::crypto::SessionId;
+use crate::error::{Error, Result};
+use crate::model::{Session, User, WechatSession};
+use crate::secret::Secret;
+
+pub(super) const USER_COLUMNS: &str =
+    "user_id, app_id, openid, unionid, phone_number, country_code, created_at";
+pub(super) const SESSION_COLUMNS: &str =
+    "id, user_id, app_id, created_at, last_seen_at, expires_at, revoked_at";
+/// A session and its user, read by one join: `FROM sessions s JOIN users u`.
+pub(super) const SESSION_USER_COLUMNS: &str = "s.id, s.user_id, s.app_id, s.created_at, s.last_seen_at, \
+     s.expires_at, s.revoked_at, u.app_id AS user_app_id, u.openid, u.unionid, u.phone_number, \
+     u.country_code, u.created_at AS user_created_at";
+
+#[derive(FromRow)]
+pub(super) struct UserRow {
+    pub(super) user_id: String,
+    pub(super) app_id: String,
+    pub(super) openid: String,
+    pub(super) unionid: Option<String>,
+    pub(super) phone_number: Option<String>,
+    pub(super) country_code: Option<String>,
+    pub(super) created_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            user_id: r.user_id,
+            app_id: r.app_id,
+            openid: r.openid,
+            unionid: r.unionid,
+            phone_number: r.phone_number,
+            country_code: r.country_code,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct SessionRow {
+    pub(super) id: String,
+    pub(super) user_id: String,
+    pub(super) app_id: String,
+    pub(super) created_at: i64,
+    pub(super) last_seen_at: i64,
+    pub(super) expires_at: i64,
+    pub(super) revoked_at: Option<i64>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = Error;
+
+    fn try_from(r: SessionRow) -> Result<Self> {
+        let id = SessionId::from_hex(&r.id)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("malformed session id in the database")))?;
+        Ok(Session {
+            id,
+            user_id: r.user_id,
+            app_id: r.app_id,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct SessionUserRow {
+    #[sqlx(flatten)]
+    session: SessionRow,
+    user_app_id: String,
+    openid: String,
+    unionid: Option<String>,
+    phone_number: Option<String>,
+    country_code: Option<String>,
+    user_created_at: i64,
+}
+
+impl SessionUserRow {
+    pub(super) fn into_domain(self) -> Result<(Session, User)> {
+        let user = User {
+            user_id: self.session.user_id.clone(),
+            app_id: self.user_app_id,
+            openid: self.openid,
+            unionid: self.unionid,
+            phone_number: self.phone_number,
+            country_code: self.country_code,
+            created_at: self.user_created_at,
+        };
+        Ok((self.session.try_into()?, user))
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct ClaimRow {
+    state: String,
+    openid: Option<String>,
+    unionid: Option<String>,
+    session_key: Option<String>,
+    session_id: Option<String>,
+    failure: Option<String>,
+}
+
+impl ClaimRow {
+    pub(super) fn exchange(&self) -> Option<WechatSession> {
+        Some(WechatSession {
+            openid: self.openid.clone()?,
+            unionid: self.unionid.clone(),
+            session_key: Secret::new(self.session_key.clone()?),
+        })
+    }
+
+    pub(super) fn state(&self) -> CodeState {
+        match (self.state.as_str(), &self.session_id, &self.failure) {
+            ("done", Some(id), _) => SessionId::from_hex(id).map_or(CodeState::Pending, CodeState::Done),
+            ("failed", _, Some(reason)) => CodeState::Failed(reason.clone()),
+            _ => CodeState::Pending,
+        }
+    }
+}
