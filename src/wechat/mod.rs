@@ -3,4 +3,4 @@
 pub mod client;
 pub mod sim;
 
-pub use client::{WechatClient, WechatError};
+pub use client::{AccessToken, PhoneInfo, WechatClient, WechatError};
