@@ -4,3 +4,6 @@ pub mod client;
 pub mod sim;
 
 pub use client::{AccessToken, PhoneInfo, WechatClient, WechatError};
+
+#[cfg(test)]
+mod tests;
