@@ -40,7 +40,11 @@ impl From<WechatError> for Error {
             WechatError::UserBlocked => Error::UserBlocked,
             WechatError::RateLimited(_) => Error::WechatRateLimited,
             WechatError::Unavailable => Error::WechatUnavailable,
-            other @ (WechatError::Rejected(_) | WechatError::Malformed) => {
+            // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
+            other @ (WechatError::Rejected(_)
+            | WechatError::Malformed
+            | WechatError::AccessTokenInvalid
+            | WechatError::InvalidSignature) => {
                 Error::internal(anyhow::anyhow!("WeChat call failed: {other}"))
             }
         }

@@ -2,6 +2,15 @@
 //! `errcode`; this module turns them into [`WechatError`] and retries what is
 //! worth retrying. Request URLs carry the app secret, and `errmsg` may carry
 //! anything, so neither is ever logged or returned.
+//!
+//! One file per API family: [`token`] (stable_token), [`phone`]
+//! (getuserphonenumber), [`session_key`] (checksession,
+//! resetusersessionkey); errcode mapping in [`error`].
+mod error;
+mod phone;
+mod session_key;
+mod token;
+
 use std::time::Duration;
 
 use rand::Rng;
@@ -11,54 +20,15 @@ use tokio::time::Instant;
 use crate::model::WechatSession;
 use crate::secret::Secret;
 
+pub use error::WechatError;
+pub use phone::PhoneInfo;
+pub use token::AccessToken;
+
 /// The credentials of one mini program.
 #[derive(Clone, Debug)]
 pub struct AppCredentials {
     pub app_id: String,
     pub secret: Secret<String>,
-}
-
-/// How WeChat calls fail, as far as callers care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum WechatError {
-    /// 40029: the code is invalid, expired or belongs to another app.
-    #[error("code invalid (40029)")]
-    CodeInvalid,
-    /// 40163: the code was already used.
-    #[error("code used (40163)")]
-    CodeUsed,
-    /// 40226: WeChat's risk control blocked this user.
-    #[error("user blocked (40226)")]
-    UserBlocked,
-    /// 45011 (minute quota) or 45009 (daily quota).
-    #[error("rate limited ({0})")]
-    RateLimited(i64),
-    /// -1, HTTP 5xx, transport errors and timeouts, after the retries.
-    #[error("unavailable")]
-    Unavailable,
-    /// Any other errcode, e.g. a wrong secret (40125) or appid (40013).
-    #[error("rejected with errcode {0}")]
-    Rejected(i64),
-    /// A body that is not the JSON we expect.
-    #[error("malformed response")]
-    Malformed,
-}
-
-impl WechatError {
-    fn from_errcode(errcode: i64) -> Self {
-        match errcode {
-            40029 => Self::CodeInvalid,
-            40163 => Self::CodeUsed,
-            40226 => Self::UserBlocked,
-            45009 | 45011 => Self::RateLimited(errcode),
-            -1 => Self::Unavailable,
-            other => Self::Rejected(other),
-        }
-    }
-
-    fn retryable(self) -> bool {
-        self == Self::Unavailable
-    }
 }
 
 /// Timeouts and retries for WeChat calls.
@@ -227,33 +197,23 @@ trait HasErrcode {
     fn errcode(&self) -> i64;
 }
 
-impl HasErrcode for Code2SessionBody {
-    fn errcode(&self) -> i64 {
-        self.errcode
-    }
+/// Implements [`HasErrcode`] for bodies with an `errcode: i64` field.
+macro_rules! has_errcode {
+    ($($body:ty),+ $(,)?) => {$(
+        impl HasErrcode for $body {
+            fn errcode(&self) -> i64 {
+                self.errcode
+            }
+        }
+    )+};
 }
+pub(crate) use has_errcode;
+
+has_errcode!(Code2SessionBody);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errcodes_map_to_what_callers_can_act_on() {
-        assert_eq!(WechatError::from_errcode(40029), WechatError::CodeInvalid);
-        assert_eq!(WechatError::from_errcode(40163), WechatError::CodeUsed);
-        assert_eq!(WechatError::from_errcode(40226), WechatError::UserBlocked);
-        assert_eq!(WechatError::from_errcode(45011), WechatError::RateLimited(45011));
-        assert_eq!(WechatError::from_errcode(-1), WechatError::Unavailable);
-        assert_eq!(WechatError::from_errcode(40125), WechatError::Rejected(40125));
-    }
-
-    #[test]
-    fn only_unavailable_is_retried() {
-        for e in [40029, 40163, 40226, 45011, 40125].map(WechatError::from_errcode) {
-            assert!(!e.retryable(), "{e:?}");
-        }
-        assert!(WechatError::Unavailable.retryable());
-    }
 
     #[test]
     fn missing_errcode_means_success() {

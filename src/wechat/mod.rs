@@ -3,4 +3,7 @@
 pub mod client;
 pub mod sim;
 
-pub use client::{WechatClient, WechatError};
+pub use client::{AccessToken, PhoneInfo, WechatClient, WechatError};
+
+#[cfg(test)]
+mod tests;

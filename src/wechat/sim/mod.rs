@@ -1,31 +1,51 @@
 //! A WeChat simulator: a real HTTP server that answers WeChat's paths the way
-//! WeChat does (HTTP 200 with errcode bodies, single-use codes, quotas), plus
-//! a JSON control API under `/sim/` for development and tests:
+//! WeChat does (HTTP 200 with errcode bodies, single-use codes, token
+//! rotation, quotas, AES payloads), plus a JSON control API under `/sim/`
+//! for development and tests:
 //!
 //! - `POST /sim/login` mints a wx.login code for a new or given user;
+//! - `POST /sim/phone` is the getPhoneNumber button: encryptedData + iv
+//!   under the user's current session_key, and a phone code;
+//! - `POST /sim/rotate` makes WeChat replace a user's session_key;
 //! - `POST /sim/faults` makes the next N calls of an endpoint fail;
-//! - `GET /sim/calls` counts calls per endpoint.
+//! - `GET /sim/calls` counts calls per endpoint ([`ENDPOINTS`]).
 //!
-//! It never logs request URLs: they carry the app secret and codes.
+//! WeChat paths: `/sns/jscode2session`, `/cgi-bin/stable_token`,
+//! `/wxa/business/getuserphonenumber`, `/wxa/checksession`,
+//! `/wxa/resetusersessionkey`. Handlers are in `api.rs`, the model in
+//! `state.rs` (users, login codes), `tokens.rs`, `phone.rs`,
+//! `session_key.rs` and `faults.rs`.
+//!
+//! It never logs request URLs: they carry the app secret, codes and tokens.
+mod api;
+mod errmsg;
+mod faults;
+mod phone;
+mod session_key;
 mod state;
+mod tokens;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::{
-    extract::{Query, State},
+    body::Bytes,
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
+use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-pub use state::{Code2Session, Fault, LoginRequest, LoginResponse, SimState, CODE_TTL_MS};
+pub use faults::{Fault, ENDPOINTS};
+pub use phone::{PhoneData, PhoneRequest, PhoneResponse, Watermark, PHONE_CODE_TTL_MS};
+pub use session_key::{RotateRequest, RotateResponse, SignedQuery};
+pub use state::{Code2Session, LoginRequest, LoginResponse, SimState, CODE_TTL_MS};
+pub use tokens::{IssuedToken, FORCE_DAILY_LIMIT, FORCE_INTERVAL_MS, RENEW_WINDOW_MS, TOKEN_TTL_MS};
 
 /// A running simulator; dropping it does not stop it, call [`Simulator::stop`].
 pub struct Simulator {
@@ -68,76 +88,69 @@ impl Simulator {
 
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
-        .route("/sns/jscode2session", get(jscode2session))
+        .route("/sns/jscode2session", get(api::jscode2session))
+        .route(
+            "/cgi-bin/stable_token",
+            post(api::stable_token).get(api::stable_token_get),
+        )
+        .route(
+            "/wxa/business/getuserphonenumber",
+            post(api::get_user_phone_number),
+        )
+        .route(
+            "/wxa/checksession",
+            get(api::check_session).post(api::check_session),
+        )
+        .route(
+            "/wxa/resetusersessionkey",
+            get(api::reset_session_key).post(api::reset_session_key),
+        )
         .route("/sim/login", post(sim_login))
+        .route("/sim/phone", post(sim_phone))
+        .route("/sim/rotate", post(sim_rotate))
         .route("/sim/faults", post(sim_faults))
         .route("/sim/calls", get(sim_calls))
         .with_state(state)
-}
-
-/// Applies an armed fault: waits, then answers with the fault's HTTP status
-/// or errcode. `None` means: go on and answer normally.
-async fn apply_fault(state: &SimState, endpoint: &str) -> Option<Response> {
-    let fault = state.record_call(endpoint)?;
-    if let Some(ms) = fault.delay_ms {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    if let Some(status) = fault.http_status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Some((status, "simulated failure").into_response());
-    }
-    fault.errcode.map(error_body)
-}
-
-/// WeChat's error shape: HTTP 200, `{"errcode", "errmsg"}`.
-fn error_body(errcode: i64) -> Response {
-    Json(json!({ "errcode": errcode, "errmsg": state::errmsg(errcode) })).into_response()
-}
-
-async fn jscode2session(
-    State(state): State<Arc<SimState>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Some(r) = apply_fault(&state, "jscode2session").await {
-        return r;
-    }
-    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
-    if get("grant_type") != "authorization_code" {
-        return error_body(40002);
-    }
-    match state.jscode2session(get("appid"), get("secret"), get("js_code")) {
-        // Like WeChat: no errcode on success, unionid only when bound.
-        Code2Session::Ok {
-            openid,
-            unionid: Some(unionid),
-            session_key,
-        } => {
-            Json(json!({ "session_key": session_key, "openid": openid, "unionid": unionid })).into_response()
-        }
-        Code2Session::Ok {
-            openid, session_key, ..
-        } => Json(json!({ "session_key": session_key, "openid": openid })).into_response(),
-        Code2Session::Err(errcode) => error_body(errcode),
-    }
 }
 
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
-async fn sim_login(State(state): State<Arc<SimState>>, body: Option<Json<LoginRequest>>) -> Response {
-    let req = body.map(|Json(b)| b).unwrap_or_default();
-    match state.login(req) {
+/// Parses a control API body and answers with `op`'s result; malformed
+/// JSON is a 400 with a JSON error too.
+fn control<Req: DeserializeOwned, Resp: Serialize>(
+    body: &[u8],
+    op: impl FnOnce(Req) -> Result<Resp, String>,
+) -> Response {
+    match serde_json::from_slice(body) {
+        Ok(req) => reply(op(req)),
+        Err(e) => bad_request(format!("bad request body: {e}")),
+    }
+}
+
+/// Answers a control API call: the result as JSON, or a 400.
+fn reply<T: Serialize>(result: Result<T, String>) -> Response {
+    match result {
         Ok(r) => Json(r).into_response(),
         Err(e) => bad_request(e),
     }
 }
 
+async fn sim_login(State(state): State<Arc<SimState>>, body: Option<Json<LoginRequest>>) -> Response {
+    reply(state.login(body.map(|Json(b)| b).unwrap_or_default()))
+}
+
+async fn sim_phone(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    control(&body, |req| state.phone(req))
+}
+
+async fn sim_rotate(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    control(&body, |req| state.rotate(req))
+}
+
 async fn sim_faults(State(state): State<Arc<SimState>>, Json(fault): Json<Fault>) -> Response {
-    match state.add_fault(fault) {
-        Ok(()) => Json(json!({ "ok": true })).into_response(),
-        Err(e) => bad_request(e),
-    }
+    reply(state.add_fault(fault).map(|()| json!({ "ok": true })))
 }
 
 async fn sim_calls(State(state): State<Arc<SimState>>) -> Json<Value> {

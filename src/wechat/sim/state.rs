@@ -1,20 +1,22 @@
-//! The simulator's model of WeChat: apps, users, one-time codes, quotas and
-//! injected faults. Pure state behind one mutex; the HTTP layer is in `mod.rs`.
-use std::collections::{BTreeMap, HashMap};
+//! The simulator's model of WeChat: apps, users, wx.login codes and quotas.
+//! Pure state behind one mutex; the HTTP layer is in `mod.rs`. Access tokens,
+//! phone codes, session_key checks and faults live in sibling files, each
+//! with its part of [`Inner`].
+use std::collections::HashMap;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use rand::{distr::Alphanumeric, Rng};
 use serde::{Deserialize, Serialize};
 
+use super::faults::Faults;
+use super::phone::PhoneCodes;
+use super::tokens::Tokens;
 use crate::clock::Clock;
 
 /// A wx.login code lives 5 minutes.
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
 /// WeChat's per-user jscode2session quota ("每个用户每分钟100次").
 pub const USER_MINUTE_QUOTA: u32 = 100;
-
-/// Endpoints the simulator serves, as named in `/sim/faults` and `/sim/calls`.
-pub const ENDPOINTS: &[&str] = &["jscode2session"];
 
 #[derive(Debug)]
 pub struct SimUser {
@@ -31,16 +33,6 @@ struct SimCode {
     openid: String,
     issued_at: i64,
     used: bool,
-}
-
-/// A fault armed by `POST /sim/faults`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Fault {
-    pub endpoint: String,
-    pub errcode: Option<i64>,
-    pub http_status: Option<u16>,
-    pub delay_ms: Option<u64>,
-    pub times: u32,
 }
 
 /// `POST /sim/login` request.
@@ -75,18 +67,20 @@ pub enum Code2Session {
 }
 
 pub struct SimState {
-    clock: Clock,
+    pub(super) clock: Clock,
     apps: HashMap<String, String>,
-    default_app: String,
+    pub(super) default_app: String,
     inner: std::sync::Mutex<Inner>,
 }
 
 #[derive(Default)]
-struct Inner {
-    users: HashMap<(String, String), SimUser>,
+pub(super) struct Inner {
+    /// Keyed by (app id, openid).
+    pub(super) users: HashMap<(String, String), SimUser>,
     codes: HashMap<String, SimCode>,
-    faults: Vec<Fault>,
-    calls: BTreeMap<String, u64>,
+    pub(super) faults: Faults,
+    pub(super) tokens: Tokens,
+    pub(super) phone_codes: PhoneCodes,
     last_purge: i64,
 }
 
@@ -115,7 +109,7 @@ impl SimState {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind; keep serving.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -165,36 +159,6 @@ impl SimState {
             },
         );
         Ok(response)
-    }
-
-    pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
-        if !ENDPOINTS.contains(&fault.endpoint.as_str()) {
-            return Err(format!("unknown endpoint {}", fault.endpoint));
-        }
-        self.lock().faults.push(fault);
-        Ok(())
-    }
-
-    /// Counts a call and takes the next armed fault for the endpoint, if any.
-    pub fn record_call(&self, endpoint: &str) -> Option<Fault> {
-        let mut inner = self.lock();
-        *inner.calls.entry(endpoint.to_owned()).or_default() += 1;
-        let i = inner
-            .faults
-            .iter()
-            .position(|f| f.endpoint == endpoint && f.times > 0)?;
-        let fault = inner.faults[i].clone();
-        inner.faults[i].times -= 1;
-        if inner.faults[i].times == 0 {
-            inner.faults.remove(i);
-        }
-        Some(fault)
-    }
-
-    pub fn calls(&self) -> BTreeMap<String, u64> {
-        let mut calls: BTreeMap<String, u64> = ENDPOINTS.iter().map(|e| (e.to_string(), 0)).collect();
-        calls.extend(self.lock().calls.clone());
-        calls
     }
 
     /// Checks an app's credentials the way every WeChat endpoint does.
@@ -262,25 +226,6 @@ impl Inner {
         self.last_purge = now;
         self.codes.retain(|_, c| now - c.issued_at <= CODE_TTL_MS);
     }
-}
-
-/// WeChat's errmsg for an errcode, with the trace suffix real answers carry.
-pub fn errmsg(errcode: i64) -> String {
-    let text = match errcode {
-        -1 => "system error",
-        40013 => "invalid appid",
-        40029 => "invalid code",
-        40125 => "invalid appsecret",
-        40163 => "code been used",
-        40226 => "code blocked",
-        41002 => "appid missing",
-        41004 => "appsecret missing",
-        41008 => "missing code",
-        45011 => "api minute-quota reach limit  mustslower  retry next minute",
-        _ => "error",
-    };
-    let r: [u32; 3] = rand::random();
-    format!("{text}, rid: {:08x}-{:08x}-{:08x}", r[0], r[1], r[2])
 }
 
 #[cfg(test)]
@@ -371,27 +316,9 @@ mod tests {
     }
 
     #[test]
-    fn faults_fire_the_requested_number_of_times() {
-        let (s, _) = sim();
-        s.add_fault(Fault {
-            endpoint: "jscode2session".into(),
-            errcode: Some(-1),
-            http_status: None,
-            delay_ms: None,
-            times: 2,
-        })
-        .unwrap();
-        assert!(s.record_call("jscode2session").is_some());
-        assert!(s.record_call("jscode2session").is_some());
-        assert!(s.record_call("jscode2session").is_none());
-        assert_eq!(s.calls()["jscode2session"], 3);
-    }
-
-    #[test]
     fn session_keys_look_like_wechats() {
         let key = new_session_key();
         assert_eq!(key.len(), 24);
         assert!(key.ends_with("=="));
-        assert!(errmsg(40029).starts_with("invalid code, rid: "));
     }
 }

@@ -1,0 +1,114 @@
+//! WeChat's errcodes, reduced to what callers can act on.
+
+/// How WeChat calls fail, as far as callers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WechatError {
+    /// 40029: the code (wx.login or phone code) is invalid, expired, already
+    /// used (phone codes) or belongs to another app.
+    #[error("code invalid (40029)")]
+    CodeInvalid,
+    /// 40163: the wx.login code was already used.
+    #[error("code used (40163)")]
+    CodeUsed,
+    /// 40226: WeChat's risk control blocked this user.
+    #[error("user blocked (40226)")]
+    UserBlocked,
+    /// 45011 (minute quota) or 45009 (daily quota).
+    #[error("rate limited ({0})")]
+    RateLimited(i64),
+    /// 40001, 40014 or 42001 from an API that takes an `access_token`: the
+    /// token is invalid, no longer the latest, or expired. Not retried here:
+    /// the caller fetches a fresh token and retries once.
+    #[error("access token invalid or expired")]
+    AccessTokenInvalid,
+    /// 87009: the session_key signature does not match the user's current
+    /// session_key (it was rotated, or is wrong).
+    #[error("invalid signature (87009)")]
+    InvalidSignature,
+    /// -1, HTTP 5xx, transport errors and timeouts, after the retries.
+    #[error("unavailable")]
+    Unavailable,
+    /// Any other errcode, e.g. a wrong secret (40125), an appid mismatch
+    /// (40013) or an unknown/expired session_key (87007).
+    #[error("rejected with errcode {0}")]
+    Rejected(i64),
+    /// A body that is not the JSON we expect.
+    #[error("malformed response")]
+    Malformed,
+}
+
+impl WechatError {
+    /// Errcodes of the APIs authenticated by appid + secret (jscode2session,
+    /// stable_token). There, 40001 means a wrong secret, not a stale token.
+    pub(super) fn from_errcode(errcode: i64) -> Self {
+        match errcode {
+            40029 => Self::CodeInvalid,
+            40163 => Self::CodeUsed,
+            40226 => Self::UserBlocked,
+            45009 | 45011 => Self::RateLimited(errcode),
+            87009 => Self::InvalidSignature,
+            -1 => Self::Unavailable,
+            other => Self::Rejected(other),
+        }
+    }
+
+    /// Errcodes of the APIs that take an `access_token=` query parameter.
+    pub(super) fn from_token_api_errcode(errcode: i64) -> Self {
+        match errcode {
+            40001 | 40014 | 42001 => Self::AccessTokenInvalid,
+            other => Self::from_errcode(other),
+        }
+    }
+
+    pub(super) fn retryable(self) -> bool {
+        self == Self::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcodes_map_to_what_callers_can_act_on() {
+        assert_eq!(WechatError::from_errcode(40029), WechatError::CodeInvalid);
+        assert_eq!(WechatError::from_errcode(40163), WechatError::CodeUsed);
+        assert_eq!(WechatError::from_errcode(40226), WechatError::UserBlocked);
+        assert_eq!(WechatError::from_errcode(45011), WechatError::RateLimited(45011));
+        assert_eq!(WechatError::from_errcode(-1), WechatError::Unavailable);
+        assert_eq!(WechatError::from_errcode(40125), WechatError::Rejected(40125));
+    }
+
+    #[test]
+    fn token_errors_mean_refresh_only_on_access_token_apis() {
+        for errcode in [40001, 40014, 42001] {
+            assert_eq!(
+                WechatError::from_token_api_errcode(errcode),
+                WechatError::AccessTokenInvalid
+            );
+        }
+        assert_eq!(WechatError::from_errcode(40001), WechatError::Rejected(40001));
+        assert_eq!(
+            WechatError::from_token_api_errcode(87009),
+            WechatError::InvalidSignature
+        );
+        assert_eq!(
+            WechatError::from_token_api_errcode(40013),
+            WechatError::Rejected(40013)
+        );
+        assert_eq!(
+            WechatError::from_token_api_errcode(40029),
+            WechatError::CodeInvalid
+        );
+    }
+
+    #[test]
+    fn only_unavailable_is_retried() {
+        let mapped =
+            [40029, 40163, 40226, 45011, 40125, 40001, 87009].map(WechatError::from_token_api_errcode);
+        for e in mapped {
+            assert!(!e.retryable(), "{e:?}");
+        }
+        assert!(WechatError::Unavailable.retryable());
+    }
+}
