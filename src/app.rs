@@ -14,14 +14,14 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::server::HealthReporter;
 
-use crate::apps::Apps;
+use crate::apps::{App, Apps};
 use crate::clock::{ms, Clock};
 use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
 use crate::crypto::{random_bytes, ServerKeys};
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, AuthApi, MAX_MESSAGE_SIZE};
 use crate::login::CODE_TTL_MS;
 use crate::model::TokenPolicy;
-use crate::service::Wxauth;
+use crate::service::{PhoneSettings, Settings, Wxauth};
 use crate::store;
 use crate::wechat::client::{AppCredentials, RetryPolicy};
 use crate::wechat::sim::Simulator;
@@ -102,11 +102,21 @@ impl Application {
         let wxauth = Arc::new(Wxauth::new(
             store,
             wechat,
-            Apps::new(vec![app]),
+            Apps::new(vec![App {
+                creds: app,
+                phone_required: config.phone_required,
+            }]),
             keys,
             clock,
-            policy,
-            claim_wait,
+            Settings {
+                policy,
+                claim_wait,
+                phone: PhoneSettings {
+                    max_age_ms: ms(config.phone_max_age),
+                    key_grace_ms: ms(config.session_key_grace),
+                    check_cache_ms: ms(config.check_session_cache),
+                },
+            },
         ));
         let listener = TcpListener::bind(config.listen)
             .await

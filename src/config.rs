@@ -95,6 +95,25 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_TOUCH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub touch_interval: Duration,
 
+    /// VerifyToken answers PERMISSION_DENIED PHONE_REQUIRED for users
+    /// without a bound phone (BindPhone, CheckSession, RevokeToken still work).
+    #[arg(long, env = "WXAUTH_PHONE_REQUIRED", default_value_t = false)]
+    pub phone_required: bool,
+
+    /// Phone authorisations (watermark) older than this are rejected as
+    /// replays; `0s` disables.
+    #[arg(long, env = "WXAUTH_PHONE_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub phone_max_age: Duration,
+
+    /// After a session_key rotation, the replaced key may still open payloads
+    /// for this long (getPhoneNumber raced a wx.login).
+    #[arg(long, env = "WXAUTH_SESSION_KEY_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub session_key_grace: Duration,
+
+    /// How long CheckSession reuses WeChat's answer for a user's session_key.
+    #[arg(long, env = "WXAUTH_CHECK_SESSION_CACHE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub check_session_cache: Duration,
+
     /// Deadline for one WeChat call, retries included.
     #[arg(long, env = "WXAUTH_WECHAT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub wechat_timeout: Duration,

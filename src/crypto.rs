@@ -192,7 +192,7 @@ pub fn session_signature(session_key: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn keys() -> ServerKeys {

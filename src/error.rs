@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use tonic::Code;
+
+use crate::wechat::WechatError;
 use tonic_types::{ErrorDetails, StatusExt};
 
 pub const DOMAIN: &str = "wxauth";
@@ -36,6 +38,23 @@ pub enum Error {
     TokenExpired,
     #[error("the session token was revoked")]
     TokenRevoked,
+    #[error(
+        "the phone data was encrypted with a session_key wxauth no longer has: \
+         call wx.login, then ExchangeCode (or send login_code), then getPhoneNumber again"
+    )]
+    SessionKeyStale,
+    #[error("the phone authorisation is too old; call getPhoneNumber again")]
+    PhoneDataExpired,
+    #[error("the phone code is invalid or expired; call getPhoneNumber again")]
+    PhoneCodeInvalid,
+    #[error("the phone code was already used for another user")]
+    PhoneCodeUsed,
+    #[error("the user info does not verify against this login; send the data from the same wx.login")]
+    UserInfoInvalid,
+    #[error("a phone number must be bound first")]
+    PhoneRequired,
+    #[error("the login code belongs to another user")]
+    LoginCodeMismatch,
     #[error("storage is unavailable; retry later")]
     StoreUnavailable,
     /// Anything the caller cannot act on. The cause is logged, not returned.
@@ -68,6 +87,13 @@ impl Error {
             Self::TokenInvalid => "TOKEN_INVALID",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::TokenRevoked => "TOKEN_REVOKED",
+            Self::SessionKeyStale => "SESSION_KEY_STALE",
+            Self::PhoneDataExpired => "PHONE_DATA_EXPIRED",
+            Self::PhoneCodeInvalid => "PHONE_CODE_INVALID",
+            Self::PhoneCodeUsed => "PHONE_CODE_USED",
+            Self::UserInfoInvalid => "USER_INFO_INVALID",
+            Self::PhoneRequired => "PHONE_REQUIRED",
+            Self::LoginCodeMismatch => "LOGIN_CODE_MISMATCH",
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -75,14 +101,38 @@ impl Error {
 
     pub fn code(&self) -> Code {
         match self {
-            Self::InvalidArgument { .. } | Self::AppUnknown | Self::CodeInvalid | Self::CodeUsed => {
-                Code::InvalidArgument
-            }
-            Self::UserBlocked => Code::PermissionDenied,
+            Self::InvalidArgument { .. }
+            | Self::AppUnknown
+            | Self::CodeInvalid
+            | Self::CodeUsed
+            | Self::PhoneCodeInvalid
+            | Self::PhoneCodeUsed
+            | Self::UserInfoInvalid => Code::InvalidArgument,
+            Self::SessionKeyStale | Self::PhoneDataExpired => Code::FailedPrecondition,
+            Self::UserBlocked | Self::PhoneRequired | Self::LoginCodeMismatch => Code::PermissionDenied,
             Self::WechatRateLimited => Code::ResourceExhausted,
             Self::WechatUnavailable | Self::StoreUnavailable => Code::Unavailable,
             Self::TokenInvalid | Self::TokenExpired | Self::TokenRevoked => Code::Unauthenticated,
             Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<WechatError> for Error {
+    fn from(e: WechatError) -> Self {
+        match e {
+            WechatError::CodeInvalid => Error::CodeInvalid,
+            WechatError::CodeUsed => Error::CodeUsed,
+            WechatError::UserBlocked => Error::UserBlocked,
+            WechatError::RateLimited(_) => Error::WechatRateLimited,
+            WechatError::Unavailable => Error::WechatUnavailable,
+            // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
+            other @ (WechatError::Rejected(_)
+            | WechatError::Malformed
+            | WechatError::AccessTokenInvalid
+            | WechatError::InvalidSignature) => {
+                Error::internal(anyhow::anyhow!("WeChat call failed: {other}"))
+            }
         }
     }
 }

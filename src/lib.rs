@@ -4,7 +4,8 @@
 //! - [`config`]: flags and `WXAUTH_*` environment (the only module reading it).
 //! - [`app`]: builds everything, serves gRPC with health and reflection, drains on shutdown.
 //! - [`grpc`]: the only code that touches generated proto types.
-//! - [`login`], [`session`]: domain operations on [`service::Wxauth`], no tonic/prost.
+//! - [`login`], [`session`], [`phone`], [`user_info`], [`access_token`]: domain
+//!   operations on [`service::Wxauth`], no tonic/prost.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
 //!   errcodes) and the WeChat simulator.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
@@ -20,6 +21,7 @@
 //! - Identity comes from a code or a token, never from an openid a caller sends.
 #![forbid(unsafe_code)]
 
+pub mod access_token;
 pub mod app;
 pub mod apps;
 pub mod clock;
@@ -29,11 +31,13 @@ pub mod error;
 pub mod grpc;
 pub mod login;
 pub mod model;
+pub mod phone;
 pub mod secret;
 pub mod service;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod user_info;
 pub mod wechat;
 
 pub use app::Application;

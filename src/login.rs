@@ -12,12 +12,13 @@ use tokio::time::Instant;
 
 use crate::crypto::{random_bytes, SessionId};
 use crate::error::{Error, Result};
-use crate::model::{Session, User, WechatSession};
+use crate::apps::App;
+use crate::model::{Profile, Session, User, WechatSession};
+use crate::phone::PhoneSource;
 use crate::secret::Secret;
 use crate::service::Wxauth;
 use crate::store::{failure_error, Claim, CodeState, NewLogin};
-use crate::wechat::client::AppCredentials;
-use crate::wechat::WechatError;
+use crate::user_info::UserInfoInput;
 
 /// A wx.login code lives 5 minutes; so does our memory of it.
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
@@ -30,25 +31,6 @@ pub struct LoginOutcome {
     pub session: Session,
     pub user: User,
     pub created: bool,
-}
-
-impl From<WechatError> for Error {
-    fn from(e: WechatError) -> Self {
-        match e {
-            WechatError::CodeInvalid => Error::CodeInvalid,
-            WechatError::CodeUsed => Error::CodeUsed,
-            WechatError::UserBlocked => Error::UserBlocked,
-            WechatError::RateLimited(_) => Error::WechatRateLimited,
-            WechatError::Unavailable => Error::WechatUnavailable,
-            // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
-            other @ (WechatError::Rejected(_)
-            | WechatError::Malformed
-            | WechatError::AccessTokenInvalid
-            | WechatError::InvalidSignature) => {
-                Error::internal(anyhow::anyhow!("WeChat call failed: {other}"))
-            }
-        }
-    }
 }
 
 /// Checks a wx.login code's shape before anything is sent anywhere.
@@ -78,18 +60,44 @@ fn new_user_id() -> String {
     format!("usr_{}", hex::encode(random_bytes::<12>()))
 }
 
+/// What may come with a code besides the code itself.
+#[derive(Clone, Debug, Default)]
+pub struct ExchangeOptions {
+    /// Legacy getUserInfo data to verify against this login's session_key.
+    pub user_info: Option<UserInfoInput>,
+    /// Reuse this live session of the user instead of issuing one.
+    pub attach_to: Option<SessionId>,
+}
+
 impl Wxauth {
-    /// ExchangeCode: the session for a wx.login code.
-    pub async fn exchange_code(&self, code: &str, app_id: &str) -> Result<LoginOutcome> {
+    /// ExchangeCode: the session for a wx.login code, optionally binding a
+    /// phone in the same round trip.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        app_id: &str,
+        options: &ExchangeOptions,
+        phone: Option<&PhoneSource>,
+    ) -> Result<LoginOutcome> {
         validate_code(code)?;
         let app = self.apps.resolve(app_id)?;
-        let code_hash = self.keys.code_hash("login", &app.app_id, code);
+        let mut outcome = self.exchange(app, code, options).await?;
+        if let Some(source) = phone {
+            // The session_key this exchange stored is now the current one.
+            outcome.user = self.bind_phone_for(app, &outcome.user, source).await?.user;
+        }
+        Ok(outcome)
+    }
+
+    /// The login for a code of `app`, once per code (see the module docs).
+    pub(crate) async fn exchange(&self, app: &App, code: &str, options: &ExchangeOptions) -> Result<LoginOutcome> {
+        let code_hash = self.keys.code_hash("login", app.id(), code);
         let ran = AtomicBool::new(false);
         let shared = self
             .code_flights
             .try_get_with_by_ref(&code_hash, async {
                 ran.store(true, Ordering::Relaxed);
-                self.exchange_once(app, code, &code_hash).await.map(Arc::new)
+                self.exchange_once(app, code, &code_hash, options).await.map(Arc::new)
             })
             .await
             .map_err(|e| (*e).clone())?;
@@ -100,23 +108,29 @@ impl Wxauth {
             return Ok((*shared).clone());
         }
         // Another request's result: the session may have been revoked since.
-        self.replay(shared.session.id, shared.created).await
+        self.replay(shared.session.id, shared.created, options).await
     }
 
-    async fn exchange_once(&self, app: &AppCredentials, code: &str, code_hash: &str) -> Result<LoginOutcome> {
+    async fn exchange_once(
+        &self,
+        app: &App,
+        code: &str,
+        code_hash: &str,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
         let give_up = Instant::now() + self.claim_wait;
+        let lease = i64::try_from(self.claim_wait.as_millis()).unwrap_or(i64::MAX);
         loop {
             let now = self.clock.now_ms();
-            let lease = i64::try_from(self.claim_wait.as_millis()).unwrap_or(i64::MAX);
             let claim = self
                 .store
-                .claim_code(code_hash, &app.app_id, now, now - CODE_TTL_MS, now - lease)
+                .claim_code(code_hash, app.id(), now, now - CODE_TTL_MS, now - lease)
                 .await?;
             match claim {
                 Claim::Acquired { exchange } => {
-                    return self.complete_claim(app, code, code_hash, exchange).await
+                    return self.complete_claim(app, code, code_hash, exchange, options).await
                 }
-                Claim::Held(CodeState::Done(id)) => return self.replay(id, false).await,
+                Claim::Held(CodeState::Done(id)) => return self.replay(id, false, options).await,
                 Claim::Held(CodeState::Failed(reason)) => return Err(failure_error(&reason)),
                 Claim::Held(CodeState::Pending) if Instant::now() < give_up => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -126,17 +140,20 @@ impl Wxauth {
         }
     }
 
-    /// Asks WeChat (unless an earlier claimant already did) and logs in.
+    /// Asks WeChat (unless an earlier claimant already did), verifies the
+    /// user info, and logs in. Whatever fails after WeChat answered keeps
+    /// the answer for the retry: the code is spent at WeChat.
     async fn complete_claim(
         &self,
-        app: &AppCredentials,
+        app: &App,
         code: &str,
         code_hash: &str,
         exchange: Option<WechatSession>,
+        options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
         let exchange = match exchange {
             Some(e) => e,
-            None => match self.wechat.jscode2session(app, code).await {
+            None => match self.wechat.jscode2session(&app.creds, code).await {
                 Ok(e) => e,
                 Err(e) => {
                     let error = Error::from(e);
@@ -150,39 +167,51 @@ impl Wxauth {
                 }
             },
         };
-        match self.login(app, &exchange, Some(code_hash)).await {
-            Ok(outcome) => Ok(outcome),
-            Err(e) => {
-                // Keep WeChat's answer so the retry can finish the login.
-                if let Err(release) = self.store.release_code(code_hash, Some(&exchange)).await {
-                    tracing::warn!(error = %release, "could not release a code claim");
-                }
-                Err(e)
+        let result = match &options.user_info {
+            Some(info) => info.verify(app.id(), &exchange.openid, exchange.session_key.expose()),
+            None => Ok(Default::default()),
+        };
+        let result = match result {
+            Ok(profile) => {
+                let profile = options.user_info.as_ref().map(|_| profile);
+                self.login(app, &exchange, code_hash, profile.as_ref(), options.attach_to)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            if let Err(release) = self.store.release_code(code_hash, Some(&exchange)).await {
+                tracing::warn!(error = %release, "could not release a code claim");
             }
         }
+        result
     }
 
     /// Registers or updates the user and issues (or reuses) a session.
     async fn login(
         &self,
-        app: &AppCredentials,
+        app: &App,
         exchange: &WechatSession,
-        code_hash: Option<&str>,
+        code_hash: &str,
+        profile: Option<&Profile>,
+        attach_to: Option<SessionId>,
     ) -> Result<LoginOutcome> {
         let record = self
             .store
             .login(NewLogin {
-                app_id: &app.app_id,
+                app_id: app.id(),
                 wechat: exchange,
-                code_hash,
+                code_hash: Some(code_hash),
                 now: self.clock.now_ms(),
                 new_user_id: new_user_id(),
                 new_session_id: SessionId::random(),
                 policy: self.policy,
+                profile,
+                attach_to,
             })
             .await?;
         if record.created {
-            tracing::info!(user_id = %record.user.user_id, app_id = %app.app_id, "new user registered");
+            tracing::info!(user_id = %record.user.user_id, app_id = %app.id(), "new user registered");
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(record.session.id),
@@ -193,11 +222,17 @@ impl Wxauth {
     }
 
     /// The answer to a code that was already exchanged: its session, if
-    /// still alive.
-    async fn replay(&self, id: SessionId, created: bool) -> Result<LoginOutcome> {
-        let (session, user) = self.store.session(id).await?.ok_or(Error::CodeUsed)?;
+    /// still alive. User info sent with the retry is verified against the
+    /// user's current session_key.
+    async fn replay(&self, id: SessionId, created: bool, options: &ExchangeOptions) -> Result<LoginOutcome> {
+        let (session, mut user) = self.store.session(id).await?.ok_or(Error::CodeUsed)?;
         if self.check_active(&session).is_err() {
             return Err(Error::CodeUsed);
+        }
+        if let Some(info) = &options.user_info {
+            let keys = self.store.session_keys(&user.user_id).await?;
+            let profile = info.verify(&user.app_id, &user.openid, keys.current.expose())?;
+            user = self.store.set_profile(&user.user_id, &profile, self.clock.now_ms()).await?;
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(id),

@@ -13,6 +13,51 @@ pub struct User {
     pub phone_number: Option<String>,
     pub country_code: Option<String>,
     pub created_at: i64,
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// Profile data from verified legacy getUserInfo payloads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// A phone number WeChat vouched for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phone {
+    /// With the country code for non-Chinese numbers, as WeChat gives it.
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    pub country_code: String,
+    /// Unix seconds when the user authorised it (the watermark).
+    pub authorised_at: i64,
+}
+
+/// The outcome of binding a phone.
+#[derive(Clone, Debug)]
+pub struct PhoneBinding {
+    pub user: User,
+    pub previous: Option<String>,
+    pub changed: bool,
+}
+
+/// The session_keys wxauth holds for a user: the current one and, for a
+/// grace window after a rotation, the one it replaced.
+#[derive(Clone, Debug)]
+pub struct SessionKeys {
+    pub current: Secret<String>,
+    pub current_since: i64,
+    pub previous: Option<Secret<String>>,
+    pub previous_replaced_at: Option<i64>,
+}
+
+/// An access token as persisted.
+#[derive(Clone, Debug)]
+pub struct StoredAccessToken {
+    pub token: Secret<String>,
+    pub expires_at: i64,
 }
 
 /// A 3rd_session: what a token points at.

@@ -2,6 +2,7 @@
 //! operations live one concept per file (`login.rs`, `session.rs`).
 use std::sync::Arc;
 
+use crate::access_token::AccessTokens;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::ServerKeys;
@@ -23,6 +24,30 @@ pub struct Wxauth {
     pub(crate) code_flights: moka::future::Cache<String, Arc<LoginOutcome>>,
     /// How long to wait for another request's claim on the same code.
     pub(crate) claim_wait: std::time::Duration,
+    pub(crate) access_tokens: AccessTokens,
+    pub(crate) phone: PhoneSettings,
+    /// Recent /wxa/checksession answers by (user, session_key version).
+    pub(crate) key_checks: moka::future::Cache<(String, i64), bool>,
+}
+
+/// Tunables of the domain service.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub policy: TokenPolicy,
+    /// How long to wait for another request's claim on the same code.
+    pub claim_wait: std::time::Duration,
+    pub phone: PhoneSettings,
+}
+
+/// Phone-binding limits, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct PhoneSettings {
+    /// Older phone authorisations are rejected as replays; 0 disables.
+    pub max_age_ms: i64,
+    /// How long a replaced session_key may still open payloads.
+    pub key_grace_ms: i64,
+    /// How long a /wxa/checksession answer is reused.
+    pub check_cache_ms: i64,
 }
 
 impl Wxauth {
@@ -32,12 +57,21 @@ impl Wxauth {
         apps: Apps,
         keys: ServerKeys,
         clock: Clock,
-        policy: TokenPolicy,
-        claim_wait: std::time::Duration,
+        settings: Settings,
     ) -> Self {
+        let Settings {
+            policy,
+            claim_wait,
+            phone,
+        } = settings;
         let code_flights = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(std::time::Duration::from_secs(60))
+            .build();
+        let access_tokens = AccessTokens::new(store.clone(), wechat.clone(), clock.clone());
+        let key_checks = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(std::time::Duration::from_millis(phone.check_cache_ms.max(1) as u64))
             .build();
         Self {
             store,
@@ -48,6 +82,9 @@ impl Wxauth {
             policy,
             code_flights,
             claim_wait,
+            access_tokens,
+            phone,
+            key_checks,
         }
     }
 

@@ -1,17 +1,43 @@
-//! Verifying session tokens: "whose token is this?".
-use crate::crypto::TOKEN_LEN;
+//! Session tokens after login: verifying ("whose token is this?"),
+//! checking session_key freshness, and revoking.
+use crate::crypto::{SessionId, TOKEN_LEN};
 use crate::error::{Error, Result};
 use crate::model::{Session, User};
 use crate::service::Wxauth;
+use crate::wechat::WechatError;
+
+/// What CheckSession tells the client to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionAction {
+    None,
+    RefreshSessionKey,
+    LoginAgain,
+}
+
+/// CheckSession's answer.
+#[derive(Clone, Debug)]
+pub struct SessionCheck {
+    pub token_active: bool,
+    pub expires_at: Option<i64>,
+    pub session_key_fresh: bool,
+    pub action: SessionAction,
+}
 
 impl Wxauth {
-    /// VerifyToken: the live session and user behind a token. Fails closed.
+    /// VerifyToken: the live session and user behind a token, subject to
+    /// the app's phone-required policy. Fails closed.
     pub async fn verify_token(&self, token: &str) -> Result<(Session, User)> {
-        // Length first: no MAC work or lookup for junk.
-        if token.len() != TOKEN_LEN {
-            return Err(Error::TokenInvalid);
+        let (session, user) = self.live_session(token).await?;
+        if self.apps.resolve(&user.app_id)?.phone_required && user.phone_number.is_none() {
+            return Err(Error::PhoneRequired);
         }
-        let id = self.keys.parse_token(token).ok_or(Error::TokenInvalid)?;
+        Ok((session, user))
+    }
+
+    /// The live session behind a token, with no policy applied (BindPhone,
+    /// CheckSession and RevokeToken accept users without a phone).
+    pub(crate) async fn live_session(&self, token: &str) -> Result<(Session, User)> {
+        let id = self.parse_token(token)?;
         let (mut session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
         self.check_active(&session)?;
         let now = self.clock.now_ms();
@@ -26,6 +52,14 @@ impl Wxauth {
         Ok((session, user))
     }
 
+    fn parse_token(&self, token: &str) -> Result<SessionId> {
+        // Length first: no MAC work or lookup for junk.
+        if token.len() != TOKEN_LEN {
+            return Err(Error::TokenInvalid);
+        }
+        self.keys.parse_token(token).ok_or(Error::TokenInvalid)
+    }
+
     /// Revoked and expired sessions are dead; the reason says which.
     pub(crate) fn check_active(&self, session: &Session) -> Result<()> {
         if session.revoked_at.is_some() {
@@ -35,5 +69,70 @@ impl Wxauth {
             return Err(Error::TokenExpired);
         }
         Ok(())
+    }
+
+    /// RevokeToken: revokes the token, or all live tokens of its user.
+    /// Returns how many this call revoked (0 when already revoked).
+    pub async fn revoke_token(&self, token: &str, all_sessions: bool) -> Result<u64> {
+        let id = self.parse_token(token)?;
+        let (session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
+        let now = self.clock.now_ms();
+        let revoked = if all_sessions {
+            self.store.revoke_user_sessions(&user.user_id, now).await?
+        } else {
+            self.store.revoke_session(session.id, now).await?
+        };
+        tracing::info!(user_id = %user.user_id, revoked, all_sessions, "tokens revoked");
+        Ok(revoked)
+    }
+
+    /// CheckSession: is the token alive, and is our session_key the one
+    /// WeChat holds? Dead tokens are an answer (LOGIN_AGAIN), not an error.
+    pub async fn check_session(&self, token: &str) -> Result<SessionCheck> {
+        let (session, user) = match self.live_session(token).await {
+            Ok(found) => found,
+            Err(Error::TokenInvalid | Error::TokenExpired | Error::TokenRevoked) => {
+                return Ok(SessionCheck {
+                    token_active: false,
+                    expires_at: None,
+                    session_key_fresh: false,
+                    action: SessionAction::LoginAgain,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let fresh = self.session_key_fresh(&user).await?;
+        Ok(SessionCheck {
+            token_active: true,
+            expires_at: Some(session.effective_expiry(&self.policy)),
+            session_key_fresh: fresh,
+            action: if fresh {
+                SessionAction::None
+            } else {
+                SessionAction::RefreshSessionKey
+            },
+        })
+    }
+
+    /// Asks WeChat's /wxa/checksession, cached briefly per user and key.
+    async fn session_key_fresh(&self, user: &User) -> Result<bool> {
+        let app = self.apps.resolve(&user.app_id)?;
+        let keys = self.store.session_keys(&user.user_id).await?;
+        let cache_key = (user.user_id.clone(), keys.current_since);
+        if let Some(fresh) = self.key_checks.get(&cache_key).await {
+            return Ok(fresh);
+        }
+        let key = keys.current.expose();
+        let answer = self
+            .access_tokens
+            .call(app, |token| async move { self.wechat.check_session(token.expose(), &user.openid, key).await })
+            .await?;
+        let fresh = match answer {
+            Ok(()) => true,
+            Err(WechatError::InvalidSignature) => false,
+            Err(e) => return Err(e.into()),
+        };
+        self.key_checks.insert(cache_key, fresh).await;
+        Ok(fresh)
     }
 }

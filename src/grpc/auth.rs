@@ -3,8 +3,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{timestamp, user_to_proto};
+use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
+use crate::login::ExchangeOptions;
 use crate::service::Wxauth;
 
 pub struct AuthApi {
@@ -24,7 +25,15 @@ impl AuthService for AuthApi {
         request: Request<pb::ExchangeCodeRequest>,
     ) -> Result<Response<pb::ExchangeCodeResponse>, Status> {
         let req = request.into_inner();
-        let outcome = self.wxauth.exchange_code(&req.code, &req.app_id).await?;
+        let phone = convert::exchange_phone(req.phone)?;
+        let options = ExchangeOptions {
+            user_info: convert::user_info(req.user_info)?,
+            attach_to: None,
+        };
+        let outcome = self
+            .wxauth
+            .exchange_code(&req.code, &req.app_id, &options, phone.as_ref())
+            .await?;
         let expires_at = outcome.session.effective_expiry(&self.wxauth.policy);
         Ok(Response::new(pb::ExchangeCodeResponse {
             session_token: outcome.token.expose().clone(),
@@ -43,6 +52,41 @@ impl AuthService for AuthApi {
         Ok(Response::new(pb::VerifyTokenResponse {
             user: Some(user_to_proto(user)),
             expires_at: Some(timestamp(session.effective_expiry(&self.wxauth.policy))),
+        }))
+    }
+
+    async fn bind_phone(
+        &self,
+        request: Request<pb::BindPhoneRequest>,
+    ) -> Result<Response<pb::BindPhoneResponse>, Status> {
+        let req = request.into_inner();
+        let source = convert::bind_source(req.source)?;
+        let login_code = Some(req.login_code.as_str()).filter(|c| !c.is_empty());
+        let binding = self.wxauth.bind_phone(&req.session_token, source, login_code).await?;
+        Ok(Response::new(pb::BindPhoneResponse {
+            user: Some(user_to_proto(binding.user)),
+            previous_phone_number: binding.previous.unwrap_or_default(),
+            changed: binding.changed,
+        }))
+    }
+
+    async fn check_session(
+        &self,
+        request: Request<pb::CheckSessionRequest>,
+    ) -> Result<Response<pb::CheckSessionResponse>, Status> {
+        let req = request.into_inner();
+        let check = self.wxauth.check_session(&req.session_token).await?;
+        Ok(Response::new(convert::session_check(check)))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let req = request.into_inner();
+        let revoked = self.wxauth.revoke_token(&req.session_token, req.all_sessions).await?;
+        Ok(Response::new(pb::RevokeTokenResponse {
+            revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
         }))
     }
 }

@@ -6,6 +6,7 @@
 mod contract_tests;
 mod postgres;
 mod rows;
+mod shared;
 mod sqlite;
 
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use async_trait::async_trait;
 
 use crate::crypto::SessionId;
 use crate::error::{Error, Result};
-use crate::model::{Session, TokenPolicy, User, WechatSession};
+use crate::model::{
+    Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, TokenPolicy, User, WechatSession,
+};
 
 pub use postgres::{PgPoolSettings, PgStore};
 pub use sqlite::SqliteStore;
@@ -53,6 +56,11 @@ pub struct NewLogin<'a> {
     /// Used if no session in the login window can be reused.
     pub new_session_id: SessionId,
     pub policy: TokenPolicy,
+    /// Verified profile data to store with the login.
+    pub profile: Option<&'a Profile>,
+    /// Reuse this session of the user (BindPhone's login_code) instead of
+    /// creating one, if it is still alive.
+    pub attach_to: Option<SessionId>,
 }
 
 #[derive(Debug)]
@@ -98,8 +106,40 @@ pub trait Store: Send + Sync + 'static {
     /// Records use of a session, at most once per `touch_interval`.
     async fn touch_session(&self, id: SessionId, now: i64, touched_before: i64) -> Result<()>;
 
-    /// Deletes code claims created before `before`; returns how many.
+    /// Deletes code claims and remembered phone codes created before
+    /// `before`; returns how many.
     async fn purge_codes(&self, before: i64) -> Result<u64>;
+
+    /// The session_keys held for a user.
+    async fn session_keys(&self, user_id: &str) -> Result<SessionKeys>;
+
+    /// Binds a phone; a different number replaces the old one, which goes to
+    /// `phone_history` with the time of the change.
+    async fn bind_phone(&self, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding>;
+
+    /// Stores verified profile data.
+    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User>;
+
+    /// Revokes one session; returns 1 if it was live, 0 if already revoked.
+    async fn revoke_session(&self, id: SessionId, now: i64) -> Result<u64>;
+
+    /// Revokes every live session of a user; returns how many.
+    async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64>;
+
+    /// The remembered answer for a phone code: the user it was bound for and the phone.
+    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>>;
+
+    /// Remembers a phone code's answer (first writer wins).
+    async fn remember_phone_code(&self, code_hash: &str, user_id: &str, phone: &Phone, now: i64) -> Result<()>;
+
+    /// The persisted access token of an app.
+    async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>>;
+
+    /// Persists an app's access token.
+    async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()>;
+
+    /// Forgets an app's access token, only if it is still `token`.
+    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()>;
 }
 
 /// Opens the store a database URL names and applies its migrations:

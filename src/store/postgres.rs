@@ -11,10 +11,10 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use super::rows::{
     ClaimRow, SessionRow, SessionUserRow, UserRow, SESSION_COLUMNS, SESSION_USER_COLUMNS, USER_COLUMNS,
 };
-use super::{Claim, CodeState, LoginRecord, NewLogin, Store};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
-use crate::model::{Session, User, WechatSession};
+use crate::model::{Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -184,10 +184,20 @@ impl Store for PgStore {
             .await?;
         let user = upsert_user(&mut tx, &l).await?;
         let created = user.user_id == l.new_user_id;
+        let user = match l.profile {
+            Some(p) => shared::postgres::set_profile_in(&mut tx, &user.user_id, p, l.now).await?,
+            None => user,
+        };
+        let attached = match l.attach_to {
+            Some(id) => shared::postgres::attachable_session(&mut tx, id, &user.user_id, l.now).await?,
+            None => None,
+        };
         // The upsert holds the user row's lock until commit, so concurrent
         // logins of one user serialise there; this statement's fresh snapshot
         // then sees the session the previous one committed.
-        let reusable = if l.policy.login_window_ms > 0 && !created {
+        let reusable = if attached.is_some() {
+            attached
+        } else if l.policy.login_window_ms > 0 && !created {
             window_session(&mut tx, &user.user_id, &l).await?
         } else {
             None
@@ -243,7 +253,48 @@ impl Store for PgStore {
             .bind(before)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        let phones = shared::postgres::purge_phone_codes(&self.pool, before).await?;
+        Ok(done.rows_affected() + phones)
+    }
+
+    async fn session_keys(&self, user_id: &str) -> Result<SessionKeys> {
+        shared::postgres::session_keys(&self.pool, user_id).await
+    }
+
+    async fn bind_phone(&self, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding> {
+        shared::postgres::bind_phone(&self.pool, user_id, phone, now).await
+    }
+
+    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
+        shared::postgres::set_profile(&self.pool, user_id, profile, now).await
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: i64) -> Result<u64> {
+        shared::postgres::revoke_session(&self.pool, id, now).await
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64> {
+        shared::postgres::revoke_user_sessions(&self.pool, user_id, now).await
+    }
+
+    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>> {
+        shared::postgres::phone_code(&self.pool, code_hash).await
+    }
+
+    async fn remember_phone_code(&self, code_hash: &str, user_id: &str, phone: &Phone, now: i64) -> Result<()> {
+        shared::postgres::remember_phone_code(&self.pool, code_hash, user_id, phone, now).await
+    }
+
+    async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>> {
+        shared::postgres::access_token(&self.pool, app_id).await
+    }
+
+    async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()> {
+        shared::postgres::save_access_token(&self.pool, app_id, token, now).await
+    }
+
+    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
+        shared::postgres::drop_access_token(&self.pool, app_id, token).await
     }
 }
 

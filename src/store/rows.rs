@@ -6,17 +6,17 @@ use sqlx::FromRow;
 use super::CodeState;
 use crate::crypto::SessionId;
 use crate::error::{Error, Result};
-use crate::model::{Session, User, WechatSession};
+use crate::model::{Phone, Session, SessionKeys, StoredAccessToken, User, WechatSession};
 use crate::secret::Secret;
 
 pub(super) const USER_COLUMNS: &str =
-    "user_id, app_id, openid, unionid, phone_number, country_code, created_at";
+    "user_id, app_id, openid, unionid, phone_number, country_code, created_at, nickname, avatar_url";
 pub(super) const SESSION_COLUMNS: &str =
     "id, user_id, app_id, created_at, last_seen_at, expires_at, revoked_at";
 /// A session and its user, read by one join: `FROM sessions s JOIN users u`.
 pub(super) const SESSION_USER_COLUMNS: &str = "s.id, s.user_id, s.app_id, s.created_at, s.last_seen_at, \
      s.expires_at, s.revoked_at, u.app_id AS user_app_id, u.openid, u.unionid, u.phone_number, \
-     u.country_code, u.created_at AS user_created_at";
+     u.country_code, u.created_at AS user_created_at, u.nickname, u.avatar_url";
 
 #[derive(FromRow)]
 pub(super) struct UserRow {
@@ -27,6 +27,8 @@ pub(super) struct UserRow {
     pub(super) phone_number: Option<String>,
     pub(super) country_code: Option<String>,
     pub(super) created_at: i64,
+    pub(super) nickname: Option<String>,
+    pub(super) avatar_url: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -39,6 +41,8 @@ impl From<UserRow> for User {
             phone_number: r.phone_number,
             country_code: r.country_code,
             created_at: r.created_at,
+            nickname: r.nickname,
+            avatar_url: r.avatar_url,
         }
     }
 }
@@ -82,6 +86,8 @@ pub(super) struct SessionUserRow {
     phone_number: Option<String>,
     country_code: Option<String>,
     user_created_at: i64,
+    nickname: Option<String>,
+    avatar_url: Option<String>,
 }
 
 impl SessionUserRow {
@@ -94,6 +100,8 @@ impl SessionUserRow {
             phone_number: self.phone_number,
             country_code: self.country_code,
             created_at: self.user_created_at,
+            nickname: self.nickname,
+            avatar_url: self.avatar_url,
         };
         Ok((self.session.try_into()?, user))
     }
@@ -125,4 +133,64 @@ impl ClaimRow {
             _ => CodeState::Pending,
         }
     }
+}
+
+#[derive(FromRow)]
+pub(super) struct SessionKeysRow {
+    session_key: String,
+    session_key_at: i64,
+    prev_session_key: Option<String>,
+    prev_replaced_at: Option<i64>,
+}
+
+impl From<SessionKeysRow> for SessionKeys {
+    fn from(r: SessionKeysRow) -> Self {
+        SessionKeys {
+            current: Secret::new(r.session_key),
+            current_since: r.session_key_at,
+            previous: r.prev_session_key.map(Secret::new),
+            previous_replaced_at: r.prev_replaced_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct PhoneCodeRow {
+    pub(super) user_id: String,
+    phone_number: String,
+    pure_phone_number: String,
+    country_code: String,
+    watermark_timestamp: i64,
+}
+
+impl PhoneCodeRow {
+    pub(super) fn into_domain(self) -> (String, Phone) {
+        let phone = Phone {
+            phone_number: self.phone_number,
+            pure_phone_number: self.pure_phone_number,
+            country_code: self.country_code,
+            authorised_at: self.watermark_timestamp,
+        };
+        (self.user_id, phone)
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct AccessTokenRow {
+    token: String,
+    expires_at: i64,
+}
+
+impl From<AccessTokenRow> for StoredAccessToken {
+    fn from(r: AccessTokenRow) -> Self {
+        StoredAccessToken {
+            token: Secret::new(r.token),
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct PhoneRow {
+    pub(super) phone_number: Option<String>,
 }

@@ -8,10 +8,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
-use super::{Claim, CodeState, LoginRecord, NewLogin, Store};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
-use crate::model::{Session, User, WechatSession};
+use crate::model::{Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -178,8 +178,18 @@ impl Store for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let created = user.user_id == l.new_user_id;
+        let user = match l.profile {
+            Some(p) => shared::sqlite::set_profile_in(&mut tx, &user.user_id, p, l.now).await?,
+            None => user,
+        };
+        let attached = match l.attach_to {
+            Some(id) => shared::sqlite::attachable_session(&mut tx, id, &user.user_id, l.now).await?,
+            None => None,
+        };
 
-        let reusable: Option<SessionRow> = if l.policy.login_window_ms > 0 && !created {
+        let reusable: Option<SessionRow> = if attached.is_some() {
+            attached
+        } else if l.policy.login_window_ms > 0 && !created {
             sqlx::query_as(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions
                  WHERE user_id = ?1 AND revoked_at IS NULL AND created_at > ?2
@@ -263,6 +273,47 @@ impl Store for SqliteStore {
             .bind(before)
             .execute(&self.pool)
             .await?;
-        Ok(done.rows_affected())
+        let phones = shared::sqlite::purge_phone_codes(&self.pool, before).await?;
+        Ok(done.rows_affected() + phones)
+    }
+
+    async fn session_keys(&self, user_id: &str) -> Result<SessionKeys> {
+        shared::sqlite::session_keys(&self.pool, user_id).await
+    }
+
+    async fn bind_phone(&self, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding> {
+        shared::sqlite::bind_phone(&self.pool, user_id, phone, now).await
+    }
+
+    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
+        shared::sqlite::set_profile(&self.pool, user_id, profile, now).await
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: i64) -> Result<u64> {
+        shared::sqlite::revoke_session(&self.pool, id, now).await
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64> {
+        shared::sqlite::revoke_user_sessions(&self.pool, user_id, now).await
+    }
+
+    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>> {
+        shared::sqlite::phone_code(&self.pool, code_hash).await
+    }
+
+    async fn remember_phone_code(&self, code_hash: &str, user_id: &str, phone: &Phone, now: i64) -> Result<()> {
+        shared::sqlite::remember_phone_code(&self.pool, code_hash, user_id, phone, now).await
+    }
+
+    async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>> {
+        shared::sqlite::access_token(&self.pool, app_id).await
+    }
+
+    async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()> {
+        shared::sqlite::save_access_token(&self.pool, app_id, token, now).await
+    }
+
+    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
+        shared::sqlite::drop_access_token(&self.pool, app_id, token).await
     }
 }

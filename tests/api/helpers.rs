@@ -228,6 +228,7 @@ impl TestApp {
             .exchange_code(ExchangeCodeRequest {
                 code: code.into(),
                 app_id: String::new(),
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())

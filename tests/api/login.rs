@@ -149,6 +149,7 @@ async fn an_unknown_app_id_is_rejected() {
         .exchange_code(wxauth::grpc::pb::ExchangeCodeRequest {
             code,
             app_id: "wxsomeoneelse0000".into(),
+            ..Default::default()
         })
         .await;
     assert_error(result, Code::InvalidArgument, "APP_UNKNOWN");

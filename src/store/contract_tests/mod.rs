@@ -230,5 +230,7 @@ pub fn new_login(wechat: &WechatSession, now: i64, login_window_ms: i64) -> NewL
         new_user_id: format!("usr_{}", hex::encode(random_bytes::<12>())),
         new_session_id: SessionId::random(),
         policy: policy(login_window_ms),
+        profile: None,
+        attach_to: None,
     }
 }

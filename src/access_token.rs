@@ -1,0 +1,121 @@
+//! WeChat access tokens: one per app, cached until shortly before expiry,
+//! persisted through the store (a restart does not spend quota), refreshed
+//! by one caller while the others wait. Uses `stable_token` in normal mode,
+//! which never invalidates a token another process still holds.
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::apps::App;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::model::StoredAccessToken;
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::wechat::{WechatClient, WechatError};
+
+/// Refresh this long before expiry: stable_token hands out a new token in
+/// its last 5 minutes, and old and new overlap then.
+const REFRESH_MARGIN_MS: i64 = 5 * 60 * 1000;
+
+pub struct AccessTokens {
+    store: Arc<dyn Store>,
+    wechat: WechatClient,
+    clock: Clock,
+    cached: Mutex<HashMap<String, StoredAccessToken>>,
+    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl AccessTokens {
+    pub fn new(store: Arc<dyn Store>, wechat: WechatClient, clock: Clock) -> Self {
+        Self {
+            store,
+            wechat,
+            clock,
+            cached: Default::default(),
+            refreshing: Default::default(),
+        }
+    }
+
+    /// Calls WeChat with the app's access token. If WeChat says the token is
+    /// invalid (40001/40014/42001), drops it, only if it is still the one
+    /// that failed, and retries once with a fresh one.
+    pub async fn call<T, F, Fut>(&self, app: &App, f: F) -> Result<Result<T, WechatError>>
+    where
+        F: Fn(Secret<String>) -> Fut,
+        Fut: Future<Output = Result<T, WechatError>>,
+    {
+        let token = self.get(app).await?;
+        match f(token.clone()).await {
+            Err(WechatError::AccessTokenInvalid) => {
+                tracing::warn!(app_id = app.id(), "WeChat rejected the access token; refreshing");
+                self.invalidate(app, token.expose()).await?;
+                let token = self.get(app).await?;
+                Ok(f(token).await)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// A token valid for at least the refresh margin.
+    pub async fn get(&self, app: &App) -> Result<Secret<String>> {
+        if let Some(token) = self.fresh_cached(app.id()) {
+            return Ok(token);
+        }
+        let lock = self.refresh_lock(app.id());
+        let _guard = lock.lock().await;
+        // Someone else may have refreshed while we waited.
+        if let Some(token) = self.fresh_cached(app.id()) {
+            return Ok(token);
+        }
+        if let Some(stored) = self.store.access_token(app.id()).await? {
+            if self.is_fresh(&stored) {
+                return Ok(self.remember(app.id(), stored));
+            }
+        }
+        let issued = self.wechat.stable_token(&app.creds, false).await.map_err(Error::from)?;
+        let now = self.clock.now_ms();
+        let stored = StoredAccessToken {
+            token: issued.token,
+            expires_at: now + i64::try_from(issued.expires_in).unwrap_or(7200) * 1000,
+        };
+        self.store.save_access_token(app.id(), &stored, now).await?;
+        tracing::info!(app_id = app.id(), expires_in = issued.expires_in, "refreshed the WeChat access token");
+        Ok(self.remember(app.id(), stored))
+    }
+
+    /// Forgets `failed`, unless a newer token already replaced it.
+    async fn invalidate(&self, app: &App, failed: &str) -> Result<()> {
+        {
+            let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            if cached.get(app.id()).is_some_and(|t| t.token.expose() == failed) {
+                cached.remove(app.id());
+            }
+        }
+        self.store.drop_access_token(app.id(), failed).await
+    }
+
+    fn fresh_cached(&self, app_id: &str) -> Option<Secret<String>> {
+        let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .get(app_id)
+            .filter(|t| self.is_fresh(t))
+            .map(|t| t.token.clone())
+    }
+
+    fn is_fresh(&self, token: &StoredAccessToken) -> bool {
+        token.expires_at - REFRESH_MARGIN_MS > self.clock.now_ms()
+    }
+
+    fn remember(&self, app_id: &str, token: StoredAccessToken) -> Secret<String> {
+        let secret = token.token.clone();
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        cached.insert(app_id.to_owned(), token);
+        secret
+    }
+
+    fn refresh_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(app_id.to_owned()).or_default().clone()
+    }
+}

@@ -1,0 +1,235 @@
+//! Statements whose SQL is the same in both dialects. sqlx's SQLite driver
+//! accepts PostgreSQL's `$n` placeholders, so one text serves both; the
+//! macro stamps the functions out once per backend (`sqlite::`,
+//! `postgres::`), and each store's trait method is a one-line call.
+macro_rules! shared_statements {
+    ($db:ty) => {
+        use crate::crypto::SessionId;
+        use crate::error::{Error, Result};
+        use crate::model::{Phone, PhoneBinding, Profile, SessionKeys, StoredAccessToken, User};
+        use crate::store::rows::{AccessTokenRow, PhoneCodeRow, PhoneRow, SessionKeysRow, UserRow, USER_COLUMNS};
+
+        type Pool = sqlx::Pool<$db>;
+
+        pub async fn session_keys(pool: &Pool, user_id: &str) -> Result<SessionKeys> {
+            let row: SessionKeysRow = sqlx::query_as(
+                "SELECT session_key, session_key_at, prev_session_key, prev_replaced_at
+                 FROM users WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?;
+            Ok(row.into())
+        }
+
+        pub async fn bind_phone(pool: &Pool, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding> {
+            let mut tx = pool.begin().await?;
+            // A write first: it takes SQLite's write lock and PostgreSQL's row
+            // lock, so concurrent binds of one user serialise and the history
+            // misses no number. RETURNING yields the number before this call.
+            let before: PhoneRow = sqlx::query_as(
+                "UPDATE users SET updated_at = $2 WHERE user_id = $1 RETURNING phone_number",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let changed = before.phone_number.as_deref() != Some(phone.phone_number.as_str());
+            if changed {
+                sqlx::query(
+                    "INSERT INTO phone_history (user_id, phone_number, country_code, replaced_at)
+                     SELECT user_id, phone_number, country_code, $2 FROM users
+                     WHERE user_id = $1 AND phone_number IS NOT NULL",
+                )
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let user: UserRow = sqlx::query_as(&format!(
+                "UPDATE users SET phone_number = $2, country_code = $3 WHERE user_id = $1
+                 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(user_id)
+            .bind(&phone.phone_number)
+            .bind(&phone.country_code)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(PhoneBinding {
+                user: user.into(),
+                previous: before.phone_number,
+                changed,
+            })
+        }
+
+        pub async fn set_profile(pool: &Pool, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
+            let user: UserRow = sqlx::query_as(&format!(
+                "UPDATE users SET nickname = COALESCE($2, nickname), avatar_url = COALESCE($3, avatar_url),
+                     updated_at = $4
+                 WHERE user_id = $1 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(user_id)
+            .bind(&profile.nickname)
+            .bind(&profile.avatar_url)
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            Ok(user.into())
+        }
+
+        pub async fn revoke_session(pool: &Pool, id: SessionId, now: i64) -> Result<u64> {
+            let done = sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id.to_hex())
+                .bind(now)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        pub async fn revoke_user_sessions(pool: &Pool, user_id: &str, now: i64) -> Result<u64> {
+            let done = sqlx::query(
+                "UPDATE sessions SET revoked_at = $2
+                 WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            )
+            .bind(user_id)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        }
+
+        pub async fn phone_code(pool: &Pool, code_hash: &str) -> Result<Option<(String, Phone)>> {
+            let row: Option<PhoneCodeRow> = sqlx::query_as(
+                "SELECT user_id, phone_number, pure_phone_number, country_code, watermark_timestamp
+                 FROM phone_codes WHERE code_hash = $1",
+            )
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(PhoneCodeRow::into_domain))
+        }
+
+        pub async fn remember_phone_code(
+            pool: &Pool,
+            code_hash: &str,
+            user_id: &str,
+            phone: &Phone,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO phone_codes (code_hash, user_id, phone_number, pure_phone_number, country_code,
+                     watermark_timestamp, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (code_hash) DO NOTHING",
+            )
+            .bind(code_hash)
+            .bind(user_id)
+            .bind(&phone.phone_number)
+            .bind(&phone.pure_phone_number)
+            .bind(&phone.country_code)
+            .bind(phone.authorised_at)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn purge_phone_codes(pool: &Pool, before: i64) -> Result<u64> {
+            let done = sqlx::query("DELETE FROM phone_codes WHERE created_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        pub async fn access_token(pool: &Pool, app_id: &str) -> Result<Option<StoredAccessToken>> {
+            let row: Option<AccessTokenRow> =
+                sqlx::query_as("SELECT token, expires_at FROM access_tokens WHERE app_id = $1")
+                    .bind(app_id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(row.map(Into::into))
+        }
+
+        pub async fn save_access_token(
+            pool: &Pool,
+            app_id: &str,
+            token: &StoredAccessToken,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO access_tokens (app_id, token, expires_at, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (app_id) DO UPDATE SET token = excluded.token,
+                     expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+            )
+            .bind(app_id)
+            .bind(token.token.expose())
+            .bind(token.expires_at)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn drop_access_token(pool: &Pool, app_id: &str, token: &str) -> Result<()> {
+            sqlx::query("DELETE FROM access_tokens WHERE app_id = $1 AND token = $2")
+                .bind(app_id)
+                .bind(token)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
+        /// Stores verified profile data inside a login transaction.
+        pub async fn set_profile_in(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            profile: &Profile,
+            now: i64,
+        ) -> Result<UserRow> {
+            let user: UserRow = sqlx::query_as(&format!(
+                "UPDATE users SET nickname = COALESCE($2, nickname), avatar_url = COALESCE($3, avatar_url),
+                     updated_at = $4
+                 WHERE user_id = $1 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(user_id)
+            .bind(&profile.nickname)
+            .bind(&profile.avatar_url)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(user)
+        }
+
+        /// A live session of the user, for BindPhone's login_code.
+        pub async fn attachable_session(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            id: SessionId,
+            user_id: &str,
+            now: i64,
+        ) -> Result<Option<crate::store::rows::SessionRow>> {
+            let row = sqlx::query_as(&format!(
+                "SELECT {} FROM sessions
+                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+                crate::store::rows::SESSION_COLUMNS
+            ))
+            .bind(id.to_hex())
+            .bind(user_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(row)
+        }
+
+        #[allow(dead_code)]
+        fn _uses(_: Error) {}
+    };
+}
+
+pub(super) mod sqlite {
+    shared_statements!(sqlx::Sqlite);
+}
+
+pub(super) mod postgres {
+    shared_statements!(sqlx::Postgres);
+}
