@@ -73,14 +73,22 @@ impl AccessTokens {
                 return Ok(self.remember(app.id(), stored));
             }
         }
-        let issued = self.wechat.stable_token(&app.creds, false).await.map_err(Error::from)?;
+        let issued = self
+            .wechat
+            .stable_token(&app.creds, false)
+            .await
+            .map_err(Error::from)?;
         let now = self.clock.now_ms();
         let stored = StoredAccessToken {
             token: issued.token,
             expires_at: now + i64::try_from(issued.expires_in).unwrap_or(7200) * 1000,
         };
         self.store.save_access_token(app.id(), &stored, now).await?;
-        tracing::info!(app_id = app.id(), expires_in = issued.expires_in, "refreshed the WeChat access token");
+        tracing::info!(
+            app_id = app.id(),
+            expires_in = issued.expires_in,
+            "refreshed the WeChat access token"
+        );
         Ok(self.remember(app.id(), stored))
     }
 

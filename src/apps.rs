@@ -31,13 +31,19 @@ impl Apps {
         if app_id.is_empty() {
             return match self.apps.as_slice() {
                 [only] => Ok(only),
-                _ => Err(Error::invalid("app_id", "required: several mini programs are configured")),
+                _ => Err(Error::invalid(
+                    "app_id",
+                    "required: several mini programs are configured",
+                )),
             };
         }
         if app_id.len() > 64 {
             return Err(Error::invalid("app_id", "longer than 64 characters"));
         }
-        self.apps.iter().find(|a| a.id() == app_id).ok_or(Error::AppUnknown)
+        self.apps
+            .iter()
+            .find(|a| a.id() == app_id)
+            .ok_or(Error::AppUnknown)
     }
 }
 
@@ -63,7 +69,10 @@ mod tests {
     #[test]
     fn empty_app_id_is_ambiguous_with_two_apps() {
         let apps = Apps::new(vec![app("wxa"), app("wxb")]);
-        assert!(matches!(apps.resolve(""), Err(Error::InvalidArgument { field: "app_id", .. })));
+        assert!(matches!(
+            apps.resolve(""),
+            Err(Error::InvalidArgument { field: "app_id", .. })
+        ));
         assert_eq!(apps.resolve("wxb").unwrap().id(), "wxb");
         assert!(matches!(apps.resolve("wxc"), Err(Error::AppUnknown)));
     }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::apps::App;
 use crate::crypto::{random_bytes, SessionId};
 use crate::error::{Error, Result};
-use crate::apps::App;
 use crate::model::{Profile, Session, User, WechatSession};
 use crate::phone::PhoneSource;
 use crate::secret::Secret;
@@ -90,14 +90,21 @@ impl Wxauth {
     }
 
     /// The login for a code of `app`, once per code (see the module docs).
-    pub(crate) async fn exchange(&self, app: &App, code: &str, options: &ExchangeOptions) -> Result<LoginOutcome> {
+    pub(crate) async fn exchange(
+        &self,
+        app: &App,
+        code: &str,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
         let code_hash = self.keys.code_hash("login", app.id(), code);
         let ran = AtomicBool::new(false);
         let shared = self
             .code_flights
             .try_get_with_by_ref(&code_hash, async {
                 ran.store(true, Ordering::Relaxed);
-                self.exchange_once(app, code, &code_hash, options).await.map(Arc::new)
+                self.exchange_once(app, code, &code_hash, options)
+                    .await
+                    .map(Arc::new)
             })
             .await
             .map_err(|e| (*e).clone())?;
@@ -232,7 +239,10 @@ impl Wxauth {
         if let Some(info) = &options.user_info {
             let keys = self.store.session_keys(&user.user_id).await?;
             let profile = info.verify(&user.app_id, &user.openid, keys.current.expose())?;
-            user = self.store.set_profile(&user.user_id, &profile, self.clock.now_ms()).await?;
+            user = self
+                .store
+                .set_profile(&user.user_id, &profile, self.clock.now_ms())
+                .await?;
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(id),

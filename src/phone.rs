@@ -39,7 +39,10 @@ impl PhoneSource {
 /// Decodes an encryptedData/iv pair, rejecting what cannot be a ciphertext.
 pub fn decode_ciphertext(field: &'static str, data: &str, iv: &str) -> Result<(Vec<u8>, [u8; 16])> {
     if data.is_empty() || data.len() > MAX_ENCRYPTED_LEN {
-        return Err(Error::invalid(field, format!("encrypted_data must be 1..={MAX_ENCRYPTED_LEN} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("encrypted_data must be 1..={MAX_ENCRYPTED_LEN} characters"),
+        ));
     }
     let data = decode_wechat_base64(data)
         .filter(|d| !d.is_empty() && d.len() % 16 == 0)
@@ -60,7 +63,12 @@ fn rename_field(e: Error, field: &'static str) -> Error {
 impl Wxauth {
     /// BindPhone: binds the phone to the token's user, first exchanging
     /// `login_code` (refreshing the session_key) when one is given.
-    pub async fn bind_phone(&self, token: &str, source: PhoneSource, login_code: Option<&str>) -> Result<PhoneBinding> {
+    pub async fn bind_phone(
+        &self,
+        token: &str,
+        source: PhoneSource,
+        login_code: Option<&str>,
+    ) -> Result<PhoneBinding> {
         if let Some(code) = login_code {
             validate_code(code).map_err(|e| rename_field(e, "login_code"))?;
         }
@@ -80,12 +88,20 @@ impl Wxauth {
     }
 
     /// Resolves the phone from its source and stores it on the user.
-    pub(crate) async fn bind_phone_for(&self, app: &App, user: &User, source: &PhoneSource) -> Result<PhoneBinding> {
+    pub(crate) async fn bind_phone_for(
+        &self,
+        app: &App,
+        user: &User,
+        source: &PhoneSource,
+    ) -> Result<PhoneBinding> {
         let phone = match source {
             PhoneSource::Encrypted { data, iv } => self.decrypt_phone(app, user, data, iv).await?,
             PhoneSource::Code(code) => self.phone_from_code(app, user, code).await?,
         };
-        let binding = self.store.bind_phone(&user.user_id, &phone, self.clock.now_ms()).await?;
+        let binding = self
+            .store
+            .bind_phone(&user.user_id, &phone, self.clock.now_ms())
+            .await?;
         if binding.changed {
             tracing::info!(user_id = %user.user_id, replaced = binding.previous.is_some(), "phone bound");
         }
@@ -98,9 +114,10 @@ impl Wxauth {
     async fn decrypt_phone(&self, app: &App, user: &User, data: &[u8], iv: &[u8; 16]) -> Result<Phone> {
         let keys = self.store.session_keys(&user.user_id).await?;
         let now = self.clock.now_ms();
-        let previous = keys
-            .previous
-            .filter(|_| keys.previous_replaced_at.is_some_and(|at| now - at <= self.phone.key_grace_ms));
+        let previous = keys.previous.filter(|_| {
+            keys.previous_replaced_at
+                .is_some_and(|at| now - at <= self.phone.key_grace_ms)
+        });
         let opened = std::iter::once(&keys.current)
             .chain(previous.as_ref())
             .find_map(|key| payload::open::<PhonePayload>(key.expose(), iv, data, app.id()))
@@ -128,14 +145,18 @@ impl Wxauth {
         }
         let info = self
             .access_tokens
-            .call(app, |token| async move { self.wechat.phone_number(token.expose(), code).await })
+            .call(app, |token| async move {
+                self.wechat.phone_number(token.expose(), code).await
+            })
             .await?
             .map_err(|e| match e {
                 WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
                 other => Error::from(other),
             })?;
         if info.watermark_appid != app.id() {
-            return Err(Error::internal(anyhow::anyhow!("phone watermark names another app")));
+            return Err(Error::internal(anyhow::anyhow!(
+                "phone watermark names another app"
+            )));
         }
         let phone = Phone {
             phone_number: info.phone_number,
@@ -171,7 +192,10 @@ mod tests {
         let block = "AAAAAAAAAAAAAAAAAAAAAA==";
         assert!(decode_ciphertext("f", block, iv).is_ok());
         assert!(decode_ciphertext("f", "not base64!", iv).is_err());
-        assert!(decode_ciphertext("f", "AAAA", iv).is_err(), "3 bytes is no AES block");
+        assert!(
+            decode_ciphertext("f", "AAAA", iv).is_err(),
+            "3 bytes is no AES block"
+        );
         assert!(decode_ciphertext("f", block, "AAAA").is_err(), "short iv");
         assert!(decode_ciphertext("f", "", iv).is_err());
         // '+' that arrived as a space is tolerated.

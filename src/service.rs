@@ -71,7 +71,9 @@ impl Wxauth {
         let access_tokens = AccessTokens::new(store.clone(), wechat.clone(), clock.clone());
         let key_checks = moka::future::Cache::builder()
             .max_capacity(100_000)
-            .time_to_live(std::time::Duration::from_millis(phone.check_cache_ms.max(1) as u64))
+            .time_to_live(std::time::Duration::from_millis(
+                phone.check_cache_ms.max(1) as u64
+            ))
             .build();
         Self {
             store,

@@ -125,7 +125,9 @@ impl Wxauth {
         let key = keys.current.expose();
         let answer = self
             .access_tokens
-            .call(app, |token| async move { self.wechat.check_session(token.expose(), &user.openid, key).await })
+            .call(app, |token| async move {
+                self.wechat.check_session(token.expose(), &user.openid, key).await
+            })
             .await?;
         let fresh = match answer {
             Ok(()) => true,

@@ -62,7 +62,10 @@ impl AuthService for AuthApi {
         let req = request.into_inner();
         let source = convert::bind_source(req.source)?;
         let login_code = Some(req.login_code.as_str()).filter(|c| !c.is_empty());
-        let binding = self.wxauth.bind_phone(&req.session_token, source, login_code).await?;
+        let binding = self
+            .wxauth
+            .bind_phone(&req.session_token, source, login_code)
+            .await?;
         Ok(Response::new(pb::BindPhoneResponse {
             user: Some(user_to_proto(binding.user)),
             previous_phone_number: binding.previous.unwrap_or_default(),
@@ -84,7 +87,10 @@ impl AuthService for AuthApi {
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         let req = request.into_inner();
-        let revoked = self.wxauth.revoke_token(&req.session_token, req.all_sessions).await?;
+        let revoked = self
+            .wxauth
+            .revoke_token(&req.session_token, req.all_sessions)
+            .await?;
         Ok(Response::new(pb::RevokeTokenResponse {
             revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
         }))

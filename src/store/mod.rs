@@ -130,7 +130,13 @@ pub trait Store: Send + Sync + 'static {
     async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>>;
 
     /// Remembers a phone code's answer (first writer wins).
-    async fn remember_phone_code(&self, code_hash: &str, user_id: &str, phone: &Phone, now: i64) -> Result<()>;
+    async fn remember_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        phone: &Phone,
+        now: i64,
+    ) -> Result<()>;
 
     /// The persisted access token of an app.
     async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>>;

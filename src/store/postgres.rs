@@ -14,7 +14,9 @@ use super::rows::{
 use super::{shared, Claim, CodeState, LoginRecord, NewLogin, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
-use crate::model::{Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession};
+use crate::model::{
+    Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -281,7 +283,13 @@ impl Store for PgStore {
         shared::postgres::phone_code(&self.pool, code_hash).await
     }
 
-    async fn remember_phone_code(&self, code_hash: &str, user_id: &str, phone: &Phone, now: i64) -> Result<()> {
+    async fn remember_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        phone: &Phone,
+        now: i64,
+    ) -> Result<()> {
         shared::postgres::remember_phone_code(&self.pool, code_hash, user_id, phone, now).await
     }
 

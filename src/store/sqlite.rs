@@ -11,7 +11,9 @@ use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
 use super::{shared, Claim, CodeState, LoginRecord, NewLogin, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
-use crate::model::{Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession};
+use crate::model::{
+    Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -301,7 +303,13 @@ impl Store for SqliteStore {
         shared::sqlite::phone_code(&self.pool, code_hash).await
     }
 
-    async fn remember_phone_code(&self, code_hash: &str, user_id: &str, phone: &Phone, now: i64) -> Result<()> {
+    async fn remember_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        phone: &Phone,
+        now: i64,
+    ) -> Result<()> {
         shared::sqlite::remember_phone_code(&self.pool, code_hash, user_id, phone, now).await
     }
 

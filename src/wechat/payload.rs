@@ -48,7 +48,12 @@ pub struct RawUserInfo {
 
 /// Decrypts `data` with a session_key and parses the JSON inside, requiring
 /// the watermark to name `app_id`. `None` for every kind of failure.
-pub fn open<T: DeserializeOwned + HasWatermark>(session_key: &str, iv: &[u8; 16], data: &[u8], app_id: &str) -> Option<T> {
+pub fn open<T: DeserializeOwned + HasWatermark>(
+    session_key: &str,
+    iv: &[u8; 16],
+    data: &[u8],
+    app_id: &str,
+) -> Option<T> {
     let key = session_key_bytes(session_key).ok()?;
     let plain = aes_cbc_decrypt(&key, iv, data).ok()?;
     let payload: T = serde_json::from_slice(&plain).ok()?;
@@ -105,7 +110,9 @@ mod tests {
         assert_eq!(phone.country_code, "86");
         assert_eq!(phone.watermark.timestamp, 1477314187);
         assert!(open::<PhonePayload>(V1_KEY, &iv(), &data, "wxother").is_none());
-        assert!(open::<PhonePayload>("HyVFkGl5F5OQWJZZaNzBBg==", &iv(), &data, "wx4f4bc4dec97d474b").is_none());
+        assert!(
+            open::<PhonePayload>("HyVFkGl5F5OQWJZZaNzBBg==", &iv(), &data, "wx4f4bc4dec97d474b").is_none()
+        );
     }
 
     #[test]

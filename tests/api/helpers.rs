@@ -11,8 +11,12 @@ use serde_json::{json, Value};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 use wxauth::grpc::pb::auth_service_client::AuthServiceClient;
-use wxauth::grpc::pb::{ExchangeCodeRequest, ExchangeCodeResponse, VerifyTokenRequest, VerifyTokenResponse};
-use wxauth::wechat::sim::{LoginResponse, Simulator};
+use wxauth::grpc::pb::bind_phone_request::Source;
+use wxauth::grpc::pb::{
+    BindPhoneRequest, BindPhoneResponse, CheckSessionRequest, CheckSessionResponse, EncryptedPhone,
+    ExchangeCodeRequest, ExchangeCodeResponse, RevokeTokenRequest, VerifyTokenRequest, VerifyTokenResponse,
+};
+use wxauth::wechat::sim::{LoginResponse, PhoneResponse, Simulator};
 use wxauth::{Application, Clock, Config};
 
 pub const APP_ID: &str = "wxtestapp00000001";
@@ -63,6 +67,38 @@ impl SimControl {
     /// A code for an existing user.
     pub async fn code_for(&self, openid: &str) -> LoginResponse {
         self.login(json!({ "openid": openid })).await
+    }
+
+    /// What the getPhoneNumber button gives the mini program.
+    pub async fn phone(&self, body: Value) -> PhoneResponse {
+        let r = self
+            .http
+            .post(format!("{}/sim/phone", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "sim phone failed: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    /// WeChat rotates the user's session_key; returns the new one.
+    pub async fn rotate(&self, openid: &str) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/sim/rotate", self.base_url))
+            .json(&json!({ "openid": openid }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["session_key"].as_str().unwrap().to_owned()
     }
 
     pub async fn fault(&self, body: Value) {
@@ -135,12 +171,17 @@ impl TestApp {
     /// Starts a simulator and a wxauth pointed at it; `configure` adjusts
     /// the configuration before wxauth is built.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_for_app(APP_ID, configure).await
+    }
+
+    /// Like [`TestApp::spawn_with`] for a mini program with another app id.
+    pub async fn spawn_for_app(app_id: &str, configure: impl FnOnce(&mut Config)) -> Self {
         init_logs();
         let clock = Clock::adjustable();
         let simulator = Simulator::start(
             "127.0.0.1:0".parse().unwrap(),
             clock.clone(),
-            vec![(APP_ID.into(), APP_SECRET.into())],
+            vec![(app_id.into(), APP_SECRET.into())],
         )
         .await
         .unwrap();
@@ -149,7 +190,7 @@ impl TestApp {
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.database_url = format!("sqlite://{}", db_path.display());
-        config.app_id = Some(APP_ID.into());
+        config.app_id = Some(app_id.into());
         config.app_secret = Some(APP_SECRET.into());
         config.wechat_base_url = simulator.base_url();
         config.server_key = Some(random_server_key().into());
@@ -256,6 +297,63 @@ impl TestApp {
             .connect()
             .await
             .unwrap()
+    }
+
+    pub async fn bind(&self, request: BindPhoneRequest) -> Result<BindPhoneResponse, tonic::Status> {
+        self.client
+            .clone()
+            .bind_phone(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// BindPhone with the legacy payload of a `/sim/phone` answer.
+    pub async fn bind_encrypted(
+        &self,
+        token: &str,
+        phone: &PhoneResponse,
+        login_code: &str,
+    ) -> Result<BindPhoneResponse, tonic::Status> {
+        self.bind(BindPhoneRequest {
+            session_token: token.into(),
+            source: Some(Source::Encrypted(EncryptedPhone {
+                encrypted_data: phone.encrypted_data.clone(),
+                iv: phone.iv.clone(),
+            })),
+            login_code: login_code.into(),
+        })
+        .await
+    }
+
+    /// BindPhone with a phone code.
+    pub async fn bind_code(&self, token: &str, code: &str) -> Result<BindPhoneResponse, tonic::Status> {
+        self.bind(BindPhoneRequest {
+            session_token: token.into(),
+            source: Some(Source::PhoneCode(code.into())),
+            login_code: String::new(),
+        })
+        .await
+    }
+
+    pub async fn check(&self, token: &str) -> Result<CheckSessionResponse, tonic::Status> {
+        self.client
+            .clone()
+            .check_session(CheckSessionRequest {
+                session_token: token.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn revoke(&self, token: &str, all_sessions: bool) -> Result<u32, tonic::Status> {
+        self.client
+            .clone()
+            .revoke_token(RevokeTokenRequest {
+                session_token: token.into(),
+                all_sessions,
+            })
+            .await
+            .map(|r| r.into_inner().revoked)
     }
 
     /// Runs a query against the service's SQLite file.

@@ -2,7 +2,10 @@
 //! WeChat simulator, a real SQLite file.
 mod helpers;
 mod login;
+mod phone;
 mod secrets;
 mod server;
+mod sessions;
+mod user_info;
 mod verify;
 mod wechat_errors;
