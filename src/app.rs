@@ -19,11 +19,13 @@ use crate::clock::{ms, Clock};
 use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
 use crate::crypto::{random_bytes, ServerKeys};
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, AuthApi, MAX_MESSAGE_SIZE};
+use crate::limits::LimitConfig;
 use crate::login::CODE_TTL_MS;
 use crate::model::TokenPolicy;
 use crate::service::{PhoneSettings, Settings, Wxauth};
 use crate::store;
 use crate::wechat::client::{AppCredentials, RetryPolicy};
+use crate::wechat::guard::GuardConfig;
 use crate::wechat::sim::Simulator;
 use crate::wechat::WechatClient;
 
@@ -89,6 +91,12 @@ impl Application {
                 retries: config.wechat_retries,
                 base_backoff: Duration::from_millis(100),
             },
+            GuardConfig {
+                failure_threshold: config.wechat_breaker_threshold,
+                open_for: config.wechat_breaker_open,
+                rate_per_second: config.wechat_rate_limit,
+            },
+            clock.clone(),
         )?;
         let policy = TokenPolicy {
             idle_ms: ms(config.token_idle_timeout),
@@ -115,6 +123,11 @@ impl Application {
                     max_age_ms: ms(config.phone_max_age),
                     key_grace_ms: ms(config.session_key_grace),
                     check_cache_ms: ms(config.check_session_cache),
+                },
+                limits: LimitConfig {
+                    user_logins_per_minute: config.user_login_limit,
+                    user_phone_per_minute: config.user_phone_limit,
+                    phone_lookups_per_day: config.phone_lookups_per_day,
                 },
             },
         ));
@@ -249,6 +262,7 @@ async fn purge_codes(wxauth: Arc<Wxauth>) {
         if let Err(e) = wxauth.store().purge_codes(before).await {
             tracing::warn!(error = %e, "purging old code claims failed");
         }
+        wxauth.limits.housekeeping();
     }
 }
 

@@ -131,6 +131,32 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Consecutive failed WeChat calls (after retries) that open an app's
+    /// circuit breaker, which then fails fast; `0` disables the breaker.
+    #[arg(long, env = "WXAUTH_WECHAT_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub wechat_breaker_threshold: u32,
+
+    /// How long an open circuit breaker fails fast before one probe call.
+    #[arg(long, env = "WXAUTH_WECHAT_BREAKER_OPEN", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub wechat_breaker_open: Duration,
+
+    /// Outbound WeChat calls per second per app (keep it under WeChat's
+    /// quotas); `0` means no limit.
+    #[arg(long, env = "WXAUTH_WECHAT_RATE_LIMIT", default_value_t = 0)]
+    pub wechat_rate_limit: u32,
+
+    /// Logins per minute per user (openid); `0` means no limit.
+    #[arg(long, env = "WXAUTH_USER_LOGIN_LIMIT", default_value_t = 30)]
+    pub user_login_limit: u32,
+
+    /// Phone binding attempts per minute per user; `0` means no limit.
+    #[arg(long, env = "WXAUTH_USER_PHONE_LIMIT", default_value_t = 10)]
+    pub user_phone_limit: u32,
+
+    /// Billed phone-code lookups per user per day (UTC); `0` means no limit.
+    #[arg(long, env = "WXAUTH_PHONE_LOOKUPS_PER_DAY", default_value_t = 10)]
+    pub phone_lookups_per_day: u32,
+
     /// Log filter (tracing EnvFilter syntax, e.g. `info,wxauth=debug`).
     #[arg(long, env = "WXAUTH_LOG", default_value = "info")]
     pub log: String,

@@ -32,6 +32,9 @@ pub enum Error {
     WechatRateLimited,
     #[error("WeChat is unavailable; retry later")]
     WechatUnavailable,
+    /// wxauth's own limits (per app, per user, billed phone lookups).
+    #[error("too many attempts; retry later")]
+    RateLimited { retry_after: std::time::Duration },
     #[error("the session token is invalid")]
     TokenInvalid,
     #[error("the session token has expired")]
@@ -84,6 +87,7 @@ impl Error {
             Self::UserBlocked => "USER_BLOCKED",
             Self::WechatRateLimited => "WECHAT_RATE_LIMITED",
             Self::WechatUnavailable => "WECHAT_UNAVAILABLE",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::TokenInvalid => "TOKEN_INVALID",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::TokenRevoked => "TOKEN_REVOKED",
@@ -110,7 +114,7 @@ impl Error {
             | Self::UserInfoInvalid => Code::InvalidArgument,
             Self::SessionKeyStale | Self::PhoneDataExpired => Code::FailedPrecondition,
             Self::UserBlocked | Self::PhoneRequired | Self::LoginCodeMismatch => Code::PermissionDenied,
-            Self::WechatRateLimited => Code::ResourceExhausted,
+            Self::WechatRateLimited | Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::WechatUnavailable | Self::StoreUnavailable => Code::Unavailable,
             Self::TokenInvalid | Self::TokenExpired | Self::TokenRevoked => Code::Unauthenticated,
             Self::Internal(_) => Code::Internal,
@@ -125,7 +129,8 @@ impl From<WechatError> for Error {
             WechatError::CodeUsed => Error::CodeUsed,
             WechatError::UserBlocked => Error::UserBlocked,
             WechatError::RateLimited(_) => Error::WechatRateLimited,
-            WechatError::Unavailable => Error::WechatUnavailable,
+            WechatError::Unavailable | WechatError::CircuitOpen => Error::WechatUnavailable,
+            WechatError::Throttled(retry_after) => Error::RateLimited { retry_after },
             // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
             other @ (WechatError::Rejected(_)
             | WechatError::Malformed
@@ -164,8 +169,18 @@ impl From<Error> for tonic::Status {
         }
         let mut details = ErrorDetails::new();
         details.set_error_info(e.reason(), DOMAIN, []);
-        if let Error::InvalidArgument { field, description } = &e {
-            details.add_bad_request_violation(*field, description.clone());
+        match &e {
+            Error::InvalidArgument { field, description } => {
+                details.add_bad_request_violation(*field, description.clone());
+            }
+            Error::RateLimited { retry_after } => {
+                details.set_retry_info(Some(*retry_after));
+            }
+            // WeChat's minute quota: retry in the next minute.
+            Error::WechatRateLimited => {
+                details.set_retry_info(Some(std::time::Duration::from_secs(60)));
+            }
+            _ => {}
         }
         tonic::Status::with_error_details(e.code(), e.to_string(), details)
     }

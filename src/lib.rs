@@ -29,6 +29,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod login;
 pub mod model;
 pub mod phone;

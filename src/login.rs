@@ -174,10 +174,13 @@ impl Wxauth {
                 }
             },
         };
-        let result = match &options.user_info {
-            Some(info) => info.verify(app.id(), &exchange.openid, exchange.session_key.expose()),
-            None => Ok(Default::default()),
-        };
+        let result = self
+            .limits
+            .check_login(app.id(), &exchange.openid)
+            .and_then(|()| match &options.user_info {
+                Some(info) => info.verify(app.id(), &exchange.openid, exchange.session_key.expose()),
+                None => Ok(Default::default()),
+            });
         let result = match result {
             Ok(profile) => {
                 let profile = options.user_info.as_ref().map(|_| profile);

@@ -5,6 +5,7 @@
 use crate::apps::App;
 use crate::crypto::decode_wechat_base64;
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::login::{validate_code, ExchangeOptions};
 use crate::model::{Phone, PhoneBinding, User};
 use crate::service::Wxauth;
@@ -143,10 +144,17 @@ impl Wxauth {
                 Err(Error::PhoneCodeUsed)
             };
         }
+        // Every lookup is billed: cap them per user per day, across replicas.
+        let now = self.clock.now_ms();
+        let count = self
+            .store
+            .count_phone_lookup(&user.user_id, Limits::day(now))
+            .await?;
+        self.limits.check_phone_lookups(count, now)?;
         let info = self
             .access_tokens
             .call(app, |token| async move {
-                self.wechat.phone_number(token.expose(), code).await
+                self.wechat.phone_number(app.id(), token.expose(), code).await
             })
             .await?
             .map_err(|e| match e {

@@ -6,6 +6,7 @@ use crate::access_token::AccessTokens;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::ServerKeys;
+use crate::limits::{LimitConfig, Limits};
 use crate::login::LoginOutcome;
 use crate::model::TokenPolicy;
 use crate::store::Store;
@@ -26,6 +27,7 @@ pub struct Wxauth {
     pub(crate) claim_wait: std::time::Duration,
     pub(crate) access_tokens: AccessTokens,
     pub(crate) phone: PhoneSettings,
+    pub(crate) limits: Limits,
     /// Recent /wxa/checksession answers by (user, session_key version).
     pub(crate) key_checks: moka::future::Cache<(String, i64), bool>,
 }
@@ -37,6 +39,7 @@ pub struct Settings {
     /// How long to wait for another request's claim on the same code.
     pub claim_wait: std::time::Duration,
     pub phone: PhoneSettings,
+    pub limits: LimitConfig,
 }
 
 /// Phone-binding limits, in milliseconds.
@@ -63,6 +66,7 @@ impl Wxauth {
             policy,
             claim_wait,
             phone,
+            limits,
         } = settings;
         let code_flights = moka::future::Cache::builder()
             .max_capacity(100_000)
@@ -86,6 +90,7 @@ impl Wxauth {
             claim_wait,
             access_tokens,
             phone,
+            limits: Limits::new(limits),
             key_checks,
         }
     }

@@ -126,7 +126,9 @@ impl Wxauth {
         let answer = self
             .access_tokens
             .call(app, |token| async move {
-                self.wechat.check_session(token.expose(), &user.openid, key).await
+                self.wechat
+                    .check_session(app.id(), token.expose(), &user.openid, key)
+                    .await
             })
             .await?;
         let fresh = match answer {

@@ -19,19 +19,20 @@ pub struct UserInfoInput {
 impl UserInfoInput {
     /// Checks sizes and encodings before anything else happens.
     pub fn parse(raw_data: &str, signature: &str, encrypted_data: &str, iv: &str) -> Result<Self> {
-        let signed =
-            match (raw_data.is_empty(), signature.is_empty()) {
-                (true, true) => None,
-                (false, false) if raw_data.len() <= MAX_RAW_DATA && signature.len() == 40 => {
-                    Some((raw_data.to_owned(), signature.to_ascii_lowercase()))
-                }
-                _ => return Err(Error::invalid(
+        let signed = match (raw_data.is_empty(), signature.is_empty()) {
+            (true, true) => None,
+            (false, false) if raw_data.len() <= MAX_RAW_DATA && signature.len() == 40 => {
+                Some((raw_data.to_owned(), signature.to_ascii_lowercase()))
+            }
+            _ => {
+                return Err(Error::invalid(
                     "user_info.signature",
                     format!(
                         "raw_data (at most {MAX_RAW_DATA} bytes) and a 40-character signature go together"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let encrypted = match (encrypted_data.is_empty(), iv.is_empty()) {
             (true, true) => None,
             _ => Some(decode_ciphertext("user_info.encrypted_data", encrypted_data, iv)?),

@@ -1,5 +1,6 @@
 //! `wxauth.v1.AuthService`.
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
@@ -7,6 +8,7 @@ use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
 use crate::login::ExchangeOptions;
 use crate::service::Wxauth;
+use crate::wechat::guard::with_caller_deadline;
 
 pub struct AuthApi {
     wxauth: Arc<Wxauth>,
@@ -24,16 +26,19 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::ExchangeCodeRequest>,
     ) -> Result<Response<pb::ExchangeCodeResponse>, Status> {
+        let deadline = caller_deadline(&request);
         let req = request.into_inner();
         let phone = convert::exchange_phone(req.phone)?;
         let options = ExchangeOptions {
             user_info: convert::user_info(req.user_info)?,
             attach_to: None,
         };
-        let outcome = self
-            .wxauth
-            .exchange_code(&req.code, &req.app_id, &options, phone.as_ref())
-            .await?;
+        let outcome = with_caller_deadline(
+            deadline,
+            self.wxauth
+                .exchange_code(&req.code, &req.app_id, &options, phone.as_ref()),
+        )
+        .await?;
         let expires_at = outcome.session.effective_expiry(&self.wxauth.policy);
         Ok(Response::new(pb::ExchangeCodeResponse {
             session_token: outcome.token.expose().clone(),
@@ -59,13 +64,15 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::BindPhoneRequest>,
     ) -> Result<Response<pb::BindPhoneResponse>, Status> {
+        let deadline = caller_deadline(&request);
         let req = request.into_inner();
         let source = convert::bind_source(req.source)?;
         let login_code = Some(req.login_code.as_str()).filter(|c| !c.is_empty());
-        let binding = self
-            .wxauth
-            .bind_phone(&req.session_token, source, login_code)
-            .await?;
+        let binding = with_caller_deadline(
+            deadline,
+            self.wxauth.bind_phone(&req.session_token, source, login_code),
+        )
+        .await?;
         Ok(Response::new(pb::BindPhoneResponse {
             user: Some(user_to_proto(binding.user)),
             previous_phone_number: binding.previous.unwrap_or_default(),
@@ -77,8 +84,9 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::CheckSessionRequest>,
     ) -> Result<Response<pb::CheckSessionResponse>, Status> {
+        let deadline = caller_deadline(&request);
         let req = request.into_inner();
-        let check = self.wxauth.check_session(&req.session_token).await?;
+        let check = with_caller_deadline(deadline, self.wxauth.check_session(&req.session_token)).await?;
         Ok(Response::new(convert::session_check(check)))
     }
 
@@ -94,5 +102,43 @@ impl AuthService for AuthApi {
         Ok(Response::new(pb::RevokeTokenResponse {
             revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
         }))
+    }
+}
+
+/// The caller's deadline from the `grpc-timeout` header (e.g. `500m`), so
+/// that no WeChat call made for this request outlives it.
+fn caller_deadline<T>(request: &Request<T>) -> Option<tokio::time::Instant> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    tokio::time::Instant::now().checked_add(timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_headers_parse() {
+        let mut request = Request::new(());
+        assert!(caller_deadline(&request).is_none());
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", "1500m".parse().unwrap());
+        let left = caller_deadline(&request).unwrap() - tokio::time::Instant::now();
+        assert!(left <= Duration::from_millis(1500) && left > Duration::from_millis(1000));
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", "bogus".parse().unwrap());
+        assert!(caller_deadline(&request).is_none());
     }
 }

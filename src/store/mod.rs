@@ -138,6 +138,10 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<()>;
 
+    /// Counts one billed phone lookup of a user on a UTC day; returns the
+    /// day's count including this one.
+    async fn count_phone_lookup(&self, user_id: &str, day: i64) -> Result<i64>;
+
     /// The persisted access token of an app.
     async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>>;
 

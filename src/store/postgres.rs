@@ -293,6 +293,10 @@ impl Store for PgStore {
         shared::postgres::remember_phone_code(&self.pool, code_hash, user_id, phone, now).await
     }
 
+    async fn count_phone_lookup(&self, user_id: &str, day: i64) -> Result<i64> {
+        shared::postgres::count_phone_lookup(&self.pool, user_id, day).await
+    }
+
     async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>> {
         shared::postgres::access_token(&self.pool, app_id).await
     }

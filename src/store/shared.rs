@@ -180,6 +180,19 @@ macro_rules! shared_statements {
             Ok(())
         }
 
+        pub async fn count_phone_lookup(pool: &Pool, user_id: &str, day: i64) -> Result<i64> {
+            let count: i64 = sqlx::query_scalar(
+                "INSERT INTO phone_lookups (user_id, day, count) VALUES ($1, $2, 1)
+                 ON CONFLICT (user_id, day) DO UPDATE SET count = phone_lookups.count + 1
+                 RETURNING count",
+            )
+            .bind(user_id)
+            .bind(day)
+            .fetch_one(pool)
+            .await?;
+            Ok(count)
+        }
+
         /// Stores verified profile data inside a login transaction.
         pub async fn set_profile_in(
             conn: &mut <$db as sqlx::Database>::Connection,

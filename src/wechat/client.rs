@@ -17,8 +17,10 @@ use rand::Rng;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::model::WechatSession;
 use crate::secret::Secret;
+use crate::wechat::guard::{self, Guard, GuardConfig};
 
 pub use error::WechatError;
 pub use phone::PhoneInfo;
@@ -48,6 +50,7 @@ pub struct WechatClient {
     http: reqwest::Client,
     base_url: String,
     policy: RetryPolicy,
+    guard: std::sync::Arc<Guard>,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +63,12 @@ struct Code2SessionBody {
 }
 
 impl WechatClient {
-    pub fn new(base_url: &str, policy: RetryPolicy) -> anyhow::Result<Self> {
+    pub fn new(
+        base_url: &str,
+        policy: RetryPolicy,
+        guard: GuardConfig,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(policy.connect_timeout)
             .timeout(policy.deadline)
@@ -71,6 +79,7 @@ impl WechatClient {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             policy,
+            guard: std::sync::Arc::new(Guard::new(guard, clock)),
         })
     }
 
@@ -88,7 +97,9 @@ impl WechatClient {
             ("grant_type", "authorization_code"),
         ];
         let body: Code2SessionBody = self
-            .call("jscode2session", || self.http.get(&url).query(&query))
+            .call(&app.app_id, "jscode2session", || {
+                self.http.get(&url).query(&query)
+            })
             .await?;
         if body.errcode != 0 {
             return Err(WechatError::from_errcode(body.errcode));
@@ -103,15 +114,34 @@ impl WechatClient {
         }
     }
 
-    /// Sends a request until it gets a non-retryable answer, the retries run
-    /// out or the deadline passes. Returns the parsed body; the caller reads
-    /// its errcode.
-    async fn call<T, F>(&self, endpoint: &'static str, request: F) -> Result<T, WechatError>
+    /// Calls an endpoint for an app, behind the app's circuit breaker and
+    /// outbound limit. Returns the parsed body; the caller reads its errcode.
+    async fn call<T, F>(&self, app_id: &str, endpoint: &'static str, request: F) -> Result<T, WechatError>
     where
         T: for<'de> Deserialize<'de> + HasErrcode,
         F: Fn() -> reqwest::RequestBuilder,
     {
-        let deadline = Instant::now() + self.policy.deadline;
+        let admission = self.guard.admit(app_id).inspect_err(|e| {
+            tracing::warn!(endpoint, app_id, reason = %e, "WeChat call not sent");
+        })?;
+        let result = self.call_with_retries(endpoint, request).await;
+        self.guard.record(
+            app_id,
+            admission,
+            result.as_ref().err() != Some(&WechatError::Unavailable),
+        );
+        result
+    }
+
+    /// Sends a request until it gets a non-retryable answer, the retries run
+    /// out or the deadline passes: ours, or the gRPC caller's if sooner.
+    async fn call_with_retries<T, F>(&self, endpoint: &'static str, request: F) -> Result<T, WechatError>
+    where
+        T: for<'de> Deserialize<'de> + HasErrcode,
+        F: Fn() -> reqwest::RequestBuilder,
+    {
+        let ours = Instant::now() + self.policy.deadline;
+        let deadline = guard::caller_deadline().map_or(ours, |caller| caller.min(ours));
         let mut attempt = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());

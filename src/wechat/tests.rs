@@ -31,7 +31,12 @@ impl World {
             retries: 2,
             base_backoff: Duration::from_millis(1),
         };
-        let client = WechatClient::new(&sim.base_url(), policy).unwrap();
+        let guard = crate::wechat::guard::GuardConfig {
+            failure_threshold: 0,
+            open_for: Duration::from_secs(1),
+            rate_per_second: 0,
+        };
+        let client = WechatClient::new(&sim.base_url(), policy, guard, clock.clone()).unwrap();
         let app = AppCredentials {
             app_id: "wxapp".into(),
             secret: Secret::new("secret".into()),
@@ -93,7 +98,11 @@ async fn a_phone_code_gives_the_phone_number_once() {
     );
     let button: PhoneResponse = serde_json::from_value(button.await).unwrap();
     let token = w.token(false).await;
-    let info = w.client.phone_number(&token, &button.phone_code).await.unwrap();
+    let info = w
+        .client
+        .phone_number("wxapp", &token, &button.phone_code)
+        .await
+        .unwrap();
     assert_eq!(info.phone_number, "13580006666");
     assert_eq!(info.pure_phone_number, "13580006666");
     assert_eq!(info.country_code, "86");
@@ -104,7 +113,7 @@ async fn a_phone_code_gives_the_phone_number_once() {
     assert_eq!(legacy["countryCode"], "86");
     assert_eq!(legacy["watermark"]["timestamp"], info.watermark_timestamp);
     assert_eq!(legacy["watermark"]["appid"], "wxapp");
-    let again = w.client.phone_number(&token, &button.phone_code).await;
+    let again = w.client.phone_number("wxapp", &token, &button.phone_code).await;
     assert_eq!(again, Err(WechatError::CodeInvalid));
     assert_eq!(w.calls("getuserphonenumber").await, 2);
     assert_eq!(w.calls("stable_token").await, 1);
@@ -122,14 +131,14 @@ async fn stale_tokens_are_access_token_invalid_and_leave_the_code_usable() {
     let old = w.token(false).await;
     let new = w.token(true).await;
     assert_ne!(old, new);
-    let stale = w.client.phone_number(&old, &code).await;
+    let stale = w.client.phone_number("wxapp", &old, &code).await;
     assert_eq!(stale, Err(WechatError::AccessTokenInvalid));
     w.clock.advance(Duration::from_secs(7200));
-    let expired = w.client.phone_number(&new, &code).await;
+    let expired = w.client.phone_number("wxapp", &new, &code).await;
     assert_eq!(expired, Err(WechatError::AccessTokenInvalid));
     let fresh = w.token(false).await;
     assert!(
-        w.client.phone_number(&fresh, &code).await.is_err(),
+        w.client.phone_number("wxapp", &fresh, &code).await.is_err(),
         "the code expired too"
     );
 }
@@ -159,20 +168,26 @@ async fn a_rotated_key_fails_checksession_and_a_reset_key_passes() {
     let w = World::start().await;
     let (openid, key) = w.login().await;
     let token = w.token(false).await;
-    assert_eq!(w.client.check_session(&token, &openid, &key).await, Ok(()));
+    assert_eq!(
+        w.client.check_session("wxapp", &token, &openid, &key).await,
+        Ok(())
+    );
     let rotated = w.control("/sim/rotate", json!({ "openid": openid })).await;
     let rotated = rotated["session_key"].as_str().unwrap().to_owned();
-    let stale = w.client.check_session(&token, &openid, &key).await;
+    let stale = w.client.check_session("wxapp", &token, &openid, &key).await;
     assert_eq!(stale, Err(WechatError::InvalidSignature));
     let reset = w
         .client
-        .reset_session_key(&token, &openid, &rotated)
+        .reset_session_key("wxapp", &token, &openid, &rotated)
         .await
         .unwrap();
     assert_ne!(reset.expose(), &rotated);
-    let stale = w.client.check_session(&token, &openid, &rotated).await;
+    let stale = w.client.check_session("wxapp", &token, &openid, &rotated).await;
     assert_eq!(stale, Err(WechatError::InvalidSignature));
-    let ok = w.client.check_session(&token, &openid, reset.expose()).await;
+    let ok = w
+        .client
+        .check_session("wxapp", &token, &openid, reset.expose())
+        .await;
     assert_eq!(ok, Ok(()));
     assert_eq!(w.calls("checksession").await, 4);
     assert_eq!(w.calls("resetusersessionkey").await, 1);
@@ -185,7 +200,10 @@ async fn a_system_error_is_retried_and_counted() {
     let token = w.token(false).await;
     let fault = json!({ "endpoint": "checksession", "errcode": -1, "times": 1 });
     w.control("/sim/faults", fault).await;
-    assert_eq!(w.client.check_session(&token, &openid, &key).await, Ok(()));
+    assert_eq!(
+        w.client.check_session("wxapp", &token, &openid, &key).await,
+        Ok(())
+    );
     assert_eq!(w.calls("checksession").await, 2);
 }
 

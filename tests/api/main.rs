@@ -1,6 +1,7 @@
 //! One integration-test binary: real gRPC to a real wxauth, real HTTP to the
 //! WeChat simulator, a real SQLite file.
 mod helpers;
+mod limits;
 mod login;
 mod phone;
 mod secrets;

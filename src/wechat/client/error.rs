@@ -35,6 +35,13 @@ pub enum WechatError {
     /// A body that is not the JSON we expect.
     #[error("malformed response")]
     Malformed,
+    /// The app's circuit breaker is open: WeChat failed repeatedly and
+    /// wxauth fails fast until a probe succeeds. Nothing was sent.
+    #[error("circuit open")]
+    CircuitOpen,
+    /// wxauth's own outbound limit for the app; nothing was sent.
+    #[error("throttled")]
+    Throttled(std::time::Duration),
 }
 
 impl WechatError {

@@ -70,12 +70,17 @@ impl WechatClient {
     /// [`WechatError::CodeInvalid`], a code of another app `Rejected(40013)`,
     /// a stale token [`WechatError::AccessTokenInvalid`]. Each success costs
     /// the app money: do not call twice for one code.
-    pub async fn phone_number(&self, access_token: &str, phone_code: &str) -> Result<PhoneInfo, WechatError> {
+    pub async fn phone_number(
+        &self,
+        app_id: &str,
+        access_token: &str,
+        phone_code: &str,
+    ) -> Result<PhoneInfo, WechatError> {
         let url = format!("{}/wxa/business/getuserphonenumber", self.base_url);
         let query = [("access_token", access_token)];
         let request = PhoneRequest { code: phone_code };
         let body: PhoneBody = self
-            .call("getuserphonenumber", || {
+            .call(app_id, "getuserphonenumber", || {
                 self.http.post(&url).query(&query).json(&request)
             })
             .await?;

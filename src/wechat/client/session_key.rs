@@ -31,6 +31,7 @@ impl WechatClient {
     /// [`WechatError::AccessTokenInvalid`] for a stale token.
     pub async fn check_session(
         &self,
+        app_id: &str,
         access_token: &str,
         openid: &str,
         session_key: &str,
@@ -39,7 +40,7 @@ impl WechatClient {
         let signature = crypto::session_signature(session_key);
         let query = signed_query(access_token, openid, &signature);
         let body: StatusBody = self
-            .call("checksession", || self.http.get(&url).query(&query))
+            .call(app_id, "checksession", || self.http.get(&url).query(&query))
             .await?;
         match body.errcode {
             0 => Ok(()),
@@ -53,6 +54,7 @@ impl WechatClient {
     /// `Rejected(87007)` when WeChat no longer has a session_key for the user.
     pub async fn reset_session_key(
         &self,
+        app_id: &str,
         access_token: &str,
         openid: &str,
         session_key: &str,
@@ -61,7 +63,9 @@ impl WechatClient {
         let signature = crypto::session_signature(session_key);
         let query = signed_query(access_token, openid, &signature);
         let body: ResetBody = self
-            .call("resetusersessionkey", || self.http.get(&url).query(&query))
+            .call(app_id, "resetusersessionkey", || {
+                self.http.get(&url).query(&query)
+            })
             .await?;
         new_session_key_from(body)
     }

@@ -51,7 +51,9 @@ impl WechatClient {
             force_refresh,
         };
         let body: StableTokenBody = self
-            .call("stable_token", || self.http.post(&url).json(&request))
+            .call(&app.app_id, "stable_token", || {
+                self.http.post(&url).json(&request)
+            })
             .await?;
         access_token_from(body)
     }

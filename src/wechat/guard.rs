@@ -1,0 +1,223 @@
+//! Protection of WeChat and of ourselves when WeChat misbehaves: a circuit
+//! breaker per app (fail fast while WeChat is down, one probe to close it
+//! again), an optional outbound rate limit per app (stay under WeChat's
+//! quotas), and the caller's gRPC deadline, which no WeChat call outlives.
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::WechatError;
+use crate::clock::Clock;
+
+tokio::task_local! {
+    /// The deadline of the gRPC call being served, if the caller set one.
+    static CALLER_DEADLINE: Option<tokio::time::Instant>;
+}
+
+/// Runs `f` with the caller's deadline in scope for every WeChat call it makes.
+pub async fn with_caller_deadline<F: std::future::Future>(
+    deadline: Option<tokio::time::Instant>,
+    f: F,
+) -> F::Output {
+    CALLER_DEADLINE.scope(deadline, f).await
+}
+
+/// The caller's deadline, less a margin to release claims and answer.
+pub(super) fn caller_deadline() -> Option<tokio::time::Instant> {
+    const MARGIN: Duration = Duration::from_millis(100);
+    CALLER_DEADLINE
+        .try_with(|d| *d)
+        .ok()
+        .flatten()
+        .map(|d| d.checked_sub(MARGIN).unwrap_or(d))
+}
+
+/// Circuit breaker and outbound limits.
+#[derive(Clone, Copy, Debug)]
+pub struct GuardConfig {
+    /// Consecutive failed calls (after retries) that open the breaker; 0 disables it.
+    pub failure_threshold: u32,
+    /// How long an open breaker fails fast before letting a probe through.
+    pub open_for: Duration,
+    /// Outbound calls per second per app; 0 means no limit.
+    pub rate_per_second: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until_ms: i64,
+    },
+    /// One probe is in flight; everyone else fails fast.
+    Probing,
+}
+
+/// Whether this call is the probe of a half-open breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    Normal,
+    Probe,
+}
+
+pub(super) struct Guard {
+    config: GuardConfig,
+    clock: Clock,
+    states: Mutex<HashMap<String, State>>,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").field("config", &self.config).finish()
+    }
+}
+
+impl Guard {
+    pub(super) fn new(config: GuardConfig, clock: Clock) -> Self {
+        let limiter =
+            NonZeroU32::new(config.rate_per_second).map(|rate| RateLimiter::keyed(Quota::per_second(rate)));
+        Self {
+            config,
+            clock,
+            states: Mutex::new(HashMap::new()),
+            limiter,
+        }
+    }
+
+    /// May a call for `app_id` go out now?
+    pub(super) fn admit(&self, app_id: &str) -> Result<Admission, WechatError> {
+        if let Some(limiter) = &self.limiter {
+            if let Err(not_until) = limiter.check_key(&app_id.to_owned()) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                return Err(WechatError::Throttled(wait));
+            }
+        }
+        if self.config.failure_threshold == 0 {
+            return Ok(Admission::Normal);
+        }
+        let now = self.clock.now_ms();
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let state = states
+            .entry(app_id.to_owned())
+            .or_insert(State::Closed { failures: 0 });
+        match *state {
+            State::Closed { .. } => Ok(Admission::Normal),
+            State::Open { until_ms } if now >= until_ms => {
+                *state = State::Probing;
+                tracing::info!(app_id, "WeChat circuit half-open: probing");
+                Ok(Admission::Probe)
+            }
+            State::Open { .. } | State::Probing => Err(WechatError::CircuitOpen),
+        }
+    }
+
+    /// Records how a call went: `healthy` unless WeChat was unavailable.
+    pub(super) fn record(&self, app_id: &str, admission: Admission, healthy: bool) {
+        if self.config.failure_threshold == 0 {
+            return;
+        }
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let state = states
+            .entry(app_id.to_owned())
+            .or_insert(State::Closed { failures: 0 });
+        let open = State::Open {
+            until_ms: self.clock.now_ms() + crate::clock::ms(self.config.open_for),
+        };
+        *state = match (*state, healthy) {
+            (_, true) => {
+                if admission == Admission::Probe {
+                    tracing::info!(app_id, "WeChat circuit closed");
+                }
+                State::Closed { failures: 0 }
+            }
+            (State::Probing, false) => open,
+            (State::Closed { failures }, false) if failures + 1 >= self.config.failure_threshold => {
+                tracing::warn!(
+                    app_id,
+                    failures = failures + 1,
+                    "WeChat circuit open: failing fast"
+                );
+                open
+            }
+            (State::Closed { failures }, false) => State::Closed {
+                failures: failures + 1,
+            },
+            (other, false) => other,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(threshold: u32) -> (Guard, Clock) {
+        let clock = Clock::adjustable();
+        let config = GuardConfig {
+            failure_threshold: threshold,
+            open_for: Duration::from_secs(10),
+            rate_per_second: 0,
+        };
+        (Guard::new(config, clock.clone()), clock)
+    }
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_a_probe_closes_it() {
+        let (g, clock) = guard(3);
+        for _ in 0..3 {
+            let a = g.admit("wx").unwrap();
+            g.record("wx", a, false);
+        }
+        assert_eq!(g.admit("wx"), Err(WechatError::CircuitOpen));
+        assert!(g.admit("wxother").is_ok(), "per app");
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(g.admit("wx"), Ok(Admission::Probe));
+        assert_eq!(
+            g.admit("wx"),
+            Err(WechatError::CircuitOpen),
+            "one probe at a time"
+        );
+        g.record("wx", Admission::Probe, true);
+        assert_eq!(g.admit("wx"), Ok(Admission::Normal));
+    }
+
+    #[test]
+    fn a_failed_probe_opens_the_breaker_again() {
+        let (g, clock) = guard(1);
+        g.record("wx", Admission::Normal, false);
+        clock.advance(Duration::from_secs(11));
+        let probe = g.admit("wx").unwrap();
+        g.record("wx", probe, false);
+        assert_eq!(g.admit("wx"), Err(WechatError::CircuitOpen));
+    }
+
+    #[test]
+    fn successes_reset_the_failure_count() {
+        let (g, _) = guard(2);
+        g.record("wx", Admission::Normal, false);
+        g.record("wx", Admission::Normal, true);
+        g.record("wx", Admission::Normal, false);
+        assert!(g.admit("wx").is_ok());
+    }
+
+    #[test]
+    fn the_outbound_limit_throttles_per_app() {
+        let config = GuardConfig {
+            failure_threshold: 0,
+            open_for: Duration::from_secs(1),
+            rate_per_second: 2,
+        };
+        let g = Guard::new(config, Clock::system());
+        let results: Vec<_> = (0..5).map(|_| g.admit("wx").is_ok()).collect();
+        assert!(results.iter().filter(|ok| !**ok).count() >= 2, "{results:?}");
+        assert!(g.admit("wxother").is_ok());
+    }
+}
