@@ -291,10 +291,13 @@ async fn insert_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<
 mod tests {
     use std::time::Duration;
 
+    use sqlx::PgPool;
+
     use super::PgStore;
+    use crate::crypto::random_bytes;
     use crate::error::Error;
     use crate::store::testing::PgSchema;
-    use crate::store::PoolSettings;
+    use crate::store::{PoolSettings, Store};
 
     #[tokio::test]
     async fn a_statement_over_the_timeout_is_canceled_as_store_unavailable() {
@@ -311,6 +314,46 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(Error::from(error), Error::StoreUnavailable));
+        store.pool.close().await;
+        schema.remove().await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_terminated_mid_statement_is_store_unavailable_and_the_pool_recovers() {
+        let Some(schema) = PgSchema::create().await else {
+            return;
+        };
+        let settings = PoolSettings {
+            statement_timeout: Duration::from_secs(60),
+            ..PoolSettings::default()
+        };
+        let store = PgStore::connect(&schema.url, &settings).await.unwrap();
+        let marker = hex::encode(random_bytes::<8>());
+        let sleeping = tokio::spawn({
+            let pool = store.pool.clone();
+            let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+            async move { sqlx::query(&sql).execute(&pool).await }
+        });
+        // What a server shutdown or a failover does to a busy connection.
+        let admin = PgPool::connect(&schema.url).await.unwrap();
+        while !sqlx::query_scalar::<_, bool>(
+            "SELECT COUNT(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity
+             WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(format!("%{marker}%"))
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let error = sleeping.await.unwrap().unwrap_err();
+        assert!(matches!(Error::from(error), Error::StoreUnavailable));
+        store
+            .ping()
+            .await
+            .expect("a new connection replaces the dead one");
+        admin.close().await;
         store.pool.close().await;
         schema.remove().await;
     }
