@@ -1,5 +1,6 @@
 //! One integration-test binary: real gRPC to a real wxauth, real HTTP to the
-//! WeChat simulator, a real SQLite file.
+//! WeChat simulator, a real database: every case runs on a SQLite file and
+//! on a PostgreSQL schema (see `helpers::api_tests!`).
 mod helpers;
 mod login;
 mod secrets;
