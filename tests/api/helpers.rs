@@ -340,6 +340,15 @@ impl TestApp {
         }
     }
 
+    /// Another replica of this wxauth: its own server, pool and caches, on
+    /// the same database, server key, simulator and clock.
+    pub async fn spawn_replica(&self) -> Self {
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (clock, database, sim) = (self.clock.clone(), self.database.clone(), self.sim.clone());
+        Self::start(config, clock, database, sim, None).await
+    }
+
     /// Stops this wxauth and starts a new one on the same database, keys
     /// and simulator, as a restart would.
     pub async fn restart(mut self) -> Self {
