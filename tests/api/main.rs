@@ -3,6 +3,7 @@
 //! on a PostgreSQL schema (see `helpers::api_tests!`).
 mod helpers;
 mod login;
+mod outage;
 mod replicas;
 mod secrets;
 mod server;
