@@ -196,6 +196,24 @@ mod tests {
     }
 
     #[test]
+    fn pool_settings_come_from_the_db_options() {
+        let cli = Cli::parse_from([
+            "wxauth",
+            "--db-max-connections",
+            "4",
+            "--db-acquire-timeout",
+            "500ms",
+            "--db-statement-timeout",
+            "2s",
+        ]);
+        let pool = cli.config.pool_settings();
+        assert_eq!(pool.max_connections, 4);
+        assert_eq!(pool.acquire_timeout, Duration::from_millis(500));
+        assert_eq!(pool.statement_timeout, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["wxauth", "--db-max-connections", "0"]).is_err());
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug() {
         let cli = Cli::parse_from(["wxauth", "--app-secret", "s3cr3t-value", "--server-key", "k3y"]);
         let dbg = format!("{cli:?}");
