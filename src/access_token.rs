@@ -94,6 +94,10 @@ impl AccessTokens {
 
     /// Forgets `failed`, unless a newer token already replaced it.
     async fn invalidate(&self, app: &App, failed: &str) -> Result<()> {
+        // Under the refresh lock, so nobody re-reads the failed token from
+        // the store between dropping it here and there.
+        let lock = self.refresh_lock(app.id());
+        let _guard = lock.lock().await;
         {
             let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
             if cached.get(app.id()).is_some_and(|t| t.token.expose() == failed) {

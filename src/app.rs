@@ -29,14 +29,21 @@ use crate::wechat::guard::GuardConfig;
 use crate::wechat::sim::Simulator;
 use crate::wechat::WechatClient;
 
-/// How often health probes the database.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
-
 pub struct Application {
     listener: TcpListener,
     wxauth: Arc<Wxauth>,
     simulator: Option<Simulator>,
     shutdown_grace: Duration,
+    health: HealthProbe,
+}
+
+/// How the health service probes the database.
+#[derive(Clone, Copy)]
+struct HealthProbe {
+    interval: Duration,
+    /// A probe slower than this counts as a failure: the database is
+    /// answering no faster than a request would give up waiting for it.
+    timeout: Duration,
 }
 
 impl Application {
@@ -79,7 +86,7 @@ impl Application {
                 (app, Some(sim), base_url)
             }
         };
-        let store = store::connect(&config.database_url)
+        let store = store::connect(&config.database_url, &config.pool_settings())
             .await
             .context("opening the database")?;
         let keys = ServerKeys::derive(&server_key(config)?);
@@ -139,6 +146,10 @@ impl Application {
             wxauth,
             simulator,
             shutdown_grace: config.shutdown_grace,
+            health: HealthProbe {
+                interval: config.health_interval,
+                timeout: config.db_acquire_timeout,
+            },
         })
     }
 
@@ -158,11 +169,14 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let stopping = Arc::new(AtomicBool::new(false));
-        set_health(&reporter, self.wxauth.store().ping().await.is_ok()).await;
+        let serving = probe(&self.wxauth, self.health).await;
+        set_health(&reporter, serving).await;
         let health_task = tokio::spawn(watch_health(
             self.wxauth.clone(),
             reporter.clone(),
             stopping.clone(),
+            self.health,
+            serving,
         ));
         let janitor = tokio::spawn(purge_codes(self.wxauth.clone()));
 
@@ -234,15 +248,26 @@ async fn set_health(reporter: &HealthReporter, serving: bool) {
         .await;
 }
 
-/// SERVING only while the database answers.
-async fn watch_health(wxauth: Arc<Wxauth>, reporter: HealthReporter, stopping: Arc<AtomicBool>) {
-    let mut last = true;
+/// Whether the database answers in time.
+async fn probe(wxauth: &Wxauth, health: HealthProbe) -> bool {
+    matches!(
+        tokio::time::timeout(health.timeout, wxauth.store().ping()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// SERVING only while the database answers; `serving` is the current status.
+async fn watch_health(
+    wxauth: Arc<Wxauth>,
+    reporter: HealthReporter,
+    stopping: Arc<AtomicBool>,
+    health: HealthProbe,
+    serving: bool,
+) {
+    let mut last = serving;
     loop {
-        tokio::time::sleep(HEALTH_INTERVAL).await;
-        let ok = matches!(
-            tokio::time::timeout(HEALTH_INTERVAL, wxauth.store().ping()).await,
-            Ok(Ok(()))
-        );
+        tokio::time::sleep(health.interval).await;
+        let ok = probe(&wxauth, health).await;
         if stopping.load(Ordering::SeqCst) {
             return;
         }

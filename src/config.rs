@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::secret::Secret;
+use crate::store::PoolSettings;
 
 /// The app id the simulator and a credential-less wxauth use by default.
 pub const DEV_APP_ID: &str = "wxsimulator0000000";
@@ -50,6 +51,26 @@ pub struct Config {
     /// `postgres://USER@HOST/DB` (migrated on start; needs a server key).
     #[arg(long, env = "WXAUTH_DATABASE_URL", default_value = "sqlite://wxauth.db")]
     pub database_url: String,
+
+    /// Most database connections this replica opens. With PostgreSQL, all
+    /// replicas together must stay below the server's `max_connections`.
+    #[arg(long, env = "WXAUTH_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_max_connections: u32,
+
+    /// How long a request waits for a database connection before it fails
+    /// with UNAVAILABLE (STORE_UNAVAILABLE), e.g. while the database is down.
+    #[arg(long, env = "WXAUTH_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// PostgreSQL only: the server cancels any statement running longer
+    /// (the request fails with UNAVAILABLE). Migrations are exempt.
+    #[arg(long, env = "WXAUTH_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// How often the health service probes the database. It reports
+    /// NOT_SERVING while a probe fails or takes longer than the acquire timeout.
+    #[arg(long, env = "WXAUTH_HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
 
     /// The mini program's WeChat appid. Defaults to the simulator's app id
     /// when no secret is given.
@@ -194,6 +215,15 @@ impl Config {
         self.app_secret.is_none()
     }
 
+    /// The database pool limits.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+            statement_timeout: self.db_statement_timeout,
+        }
+    }
+
     /// A configuration with every default, for tests and embedding.
     pub fn defaults() -> Self {
         Cli::parse_from(["wxauth"]).config
@@ -208,6 +238,24 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pool_settings_come_from_the_db_options() {
+        let cli = Cli::parse_from([
+            "wxauth",
+            "--db-max-connections",
+            "4",
+            "--db-acquire-timeout",
+            "500ms",
+            "--db-statement-timeout",
+            "2s",
+        ]);
+        let pool = cli.config.pool_settings();
+        assert_eq!(pool.max_connections, 4);
+        assert_eq!(pool.acquire_timeout, Duration::from_millis(500));
+        assert_eq!(pool.statement_timeout, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["wxauth", "--db-max-connections", "0"]).is_err());
     }
 
     #[test]

@@ -145,19 +145,32 @@ impl From<WechatError> for Error {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
+            // No connection within the acquire timeout (a refused or
+            // unanswered connect is retried until then), or one that broke.
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::StoreUnavailable
             }
-            // PostgreSQL's query_canceled, e.g. the store's statement_timeout:
-            // the database is overloaded or locked up, a retry may succeed.
-            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("57014") => {
-                tracing::warn!(error = %e, "database statement canceled");
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
+                tracing::warn!(error = %e, "database unavailable");
                 Self::StoreUnavailable
             }
             other => Self::internal(anyhow::Error::new(other).context("database query failed")),
         }
     }
+}
+
+/// PostgreSQL error codes after which a retry may succeed: the database is
+/// going away, starting, full or overloaded, not refusing this request.
+fn unavailable_sqlstate(code: &str) -> bool {
+    // 08: connection exceptions.
+    code.starts_with("08")
+        // too_many_connections: every slot of the server is taken.
+        || code == "53300"
+        // query_canceled (e.g. the statement timeout), admin_shutdown (the
+        // server stops or our backend was terminated), crash_shutdown,
+        // cannot_connect_now (the server is starting or recovering).
+        || matches!(code, "57014" | "57P01" | "57P02" | "57P03")
 }
 
 impl From<Error> for tonic::Status {
@@ -198,6 +211,17 @@ mod tests {
         assert_eq!(details.error_info().unwrap().reason, "INVALID_ARGUMENT");
         assert_eq!(details.error_info().unwrap().domain, "wxauth");
         assert_eq!(details.bad_request().unwrap().field_violations[0].field, "code");
+    }
+
+    #[test]
+    fn connection_loss_and_overload_sqlstates_are_unavailable_and_others_are_not() {
+        for code in ["08006", "08001", "53300", "57014", "57P01", "57P02", "57P03"] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        // unique_violation, syntax_error: retrying cannot help.
+        for code in ["23505", "42601"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
     }
 
     #[test]

@@ -8,8 +8,11 @@ mod postgres;
 mod rows;
 mod shared;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -19,8 +22,33 @@ use crate::model::{
     Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, TokenPolicy, User, WechatSession,
 };
 
-pub use postgres::{PgPoolSettings, PgStore};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Connection pool limits, from the `--db-*` options. Defaults suit one
+/// replica of a small service.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    /// Most connections the pool opens (an in-memory SQLite database uses one).
+    pub max_connections: u32,
+    /// How long a request waits for a connection (a free one, or a new one
+    /// while the database does not answer) before failing with "storage
+    /// unavailable".
+    pub acquire_timeout: Duration,
+    /// PostgreSQL only: server-side limit on any one statement, so a stuck
+    /// query cannot hold a connection (and its locks) indefinitely.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// Where a code claim stands, as another request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,11 +182,11 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store a database URL names and applies its migrations:
 /// `sqlite:` for SQLite, `postgres://` or `postgresql://` for PostgreSQL.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>, anyhow::Error> {
+pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Arc<dyn Store>, anyhow::Error> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect(url, settings).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, PgPoolSettings::default()).await?))
+        Ok(Arc::new(PgStore::connect(url, settings).await?))
     } else {
         // The URL may hold a password: never echo it.
         anyhow::bail!("unsupported database URL scheme (expected sqlite:, postgres:// or postgresql://)")

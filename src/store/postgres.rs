@@ -2,7 +2,6 @@
 //! semantics as the SQLite store, statement for statement; where SQLite
 //! relies on its single writer, PostgreSQL relies on row locks.
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -11,7 +10,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use super::rows::{
     ClaimRow, SessionRow, SessionUserRow, UserRow, SESSION_COLUMNS, SESSION_USER_COLUMNS, USER_COLUMNS,
 };
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, Store};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
@@ -19,28 +18,6 @@ use crate::model::{
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Connection pool limits. Defaults suit one replica of a small service.
-#[derive(Clone, Copy, Debug)]
-pub struct PgPoolSettings {
-    pub max_connections: u32,
-    /// How long a request waits for a free connection before failing with
-    /// "storage unavailable".
-    pub acquire_timeout: Duration,
-    /// Server-side limit on any one statement, so a stuck query cannot hold
-    /// a connection (and its locks) indefinitely.
-    pub statement_timeout: Duration,
-}
-
-impl Default for PgPoolSettings {
-    fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(5),
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -56,7 +33,7 @@ impl PgStore {
     /// `Migrator::run_direct` -> sqlx-postgres `PgConnection::lock`), so the
     /// others wait, then find the migrations applied. Each migration runs in
     /// its own transaction.
-    pub async fn connect(url: &str, settings: PgPoolSettings) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(url)?;
         // Migrate on a connection of its own, without the statement timeout:
         // waiting for another replica's migration lock, or a long migration,
@@ -377,25 +354,69 @@ async fn insert_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<
 mod tests {
     use std::time::Duration;
 
-    use super::{PgPoolSettings, PgStore};
+    use sqlx::PgPool;
+
+    use super::PgStore;
+    use crate::crypto::random_bytes;
     use crate::error::Error;
-    use crate::store::contract_tests::PgSchema;
+    use crate::store::testing::PgSchema;
+    use crate::store::{PoolSettings, Store};
 
     #[tokio::test]
     async fn a_statement_over_the_timeout_is_canceled_as_store_unavailable() {
         let Some(schema) = PgSchema::create().await else {
             return;
         };
-        let settings = PgPoolSettings {
+        let settings = PoolSettings {
             statement_timeout: Duration::from_millis(100),
-            ..PgPoolSettings::default()
+            ..PoolSettings::default()
         };
-        let store = PgStore::connect(&schema.url, settings).await.unwrap();
+        let store = PgStore::connect(&schema.url, &settings).await.unwrap();
         let error = sqlx::query("SELECT pg_sleep(2)")
             .execute(&store.pool)
             .await
             .unwrap_err();
         assert!(matches!(Error::from(error), Error::StoreUnavailable));
+        store.pool.close().await;
+        schema.remove().await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_terminated_mid_statement_is_store_unavailable_and_the_pool_recovers() {
+        let Some(schema) = PgSchema::create().await else {
+            return;
+        };
+        let settings = PoolSettings {
+            statement_timeout: Duration::from_secs(60),
+            ..PoolSettings::default()
+        };
+        let store = PgStore::connect(&schema.url, &settings).await.unwrap();
+        let marker = hex::encode(random_bytes::<8>());
+        let sleeping = tokio::spawn({
+            let pool = store.pool.clone();
+            let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+            async move { sqlx::query(&sql).execute(&pool).await }
+        });
+        // What a server shutdown or a failover does to a busy connection.
+        let admin = PgPool::connect(&schema.url).await.unwrap();
+        while !sqlx::query_scalar::<_, bool>(
+            "SELECT COUNT(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity
+             WHERE query LIKE $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(format!("%{marker}%"))
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let error = sleeping.await.unwrap().unwrap_err();
+        assert!(matches!(Error::from(error), Error::StoreUnavailable));
+        store
+            .ping()
+            .await
+            .expect("a new connection replaces the dead one");
+        admin.close().await;
         store.pool.close().await;
         schema.remove().await;
     }

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, Store};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
@@ -23,7 +23,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+    /// Opens (creating if missing) and migrates the database. The statement
+    /// timeout does not apply: SQLite has no server to cancel a statement;
+    /// writers wait for each other up to the busy timeout.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -35,7 +38,7 @@ impl SqliteStore {
         let memory = url.contains(":memory:");
         let pool = SqlitePoolOptions::new()
             // An in-memory database lives in one connection.
-            .max_connections(if memory { 1 } else { 8 })
+            .max_connections(if memory { 1 } else { settings.max_connections })
             .idle_timeout(if memory {
                 None
             } else {
@@ -46,7 +49,7 @@ impl SqliteStore {
             } else {
                 Some(Duration::from_secs(3600))
             })
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;

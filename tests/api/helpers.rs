@@ -1,13 +1,16 @@
-//! `TestApp`: a real wxauth on a random port, on a temp SQLite file, talking
-//! over HTTP to a real WeChat simulator, with a clock tests can advance.
+//! `TestApp`: a real wxauth on a random port, on a temp SQLite file or a
+//! fresh PostgreSQL schema, talking over HTTP to a real WeChat simulator,
+//! with a clock tests can advance.
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 use wxauth::grpc::pb::auth_service_client::AuthServiceClient;
@@ -16,23 +19,167 @@ use wxauth::grpc::pb::{
     BindPhoneRequest, BindPhoneResponse, CheckSessionRequest, CheckSessionResponse, EncryptedPhone,
     ExchangeCodeRequest, ExchangeCodeResponse, RevokeTokenRequest, VerifyTokenRequest, VerifyTokenResponse,
 };
+use wxauth::store::testing::{postgres_url, PgSchema};
 use wxauth::wechat::sim::{LoginResponse, PhoneResponse, Simulator};
 use wxauth::{Application, Clock, Config};
 
 pub const APP_ID: &str = "wxtestapp00000001";
 pub const APP_SECRET: &str = "test-app-secret-9f8e7d6c5b4a";
 
+/// Declares test cases: each listed `async fn case()` of the calling module
+/// becomes the tests `sqlite::case` and `postgres::case`, in which
+/// `TestApp::spawn*` starts wxauth on that backend. PostgreSQL cases are
+/// skipped without `WXAUTH_TEST_DATABASE_URL`, and fail without it under
+/// `CI=true` (see `wxauth::store::testing`). Cases for one backend only:
+/// `api_tests!(sqlite: [a, b], postgres: [a, c])`.
+macro_rules! api_tests {
+    (sqlite: [$($sqlite:ident),* $(,)?], postgres: [$($postgres:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $sqlite() {
+                    $crate::helpers::Backend::Sqlite.run(super::$sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $postgres() {
+                    $crate::helpers::Backend::Postgres.run(super::$postgres()).await;
+                }
+            )*
+        }
+    };
+    ($($case:ident),+ $(,)?) => {
+        api_tests!(sqlite: [$($case),+], postgres: [$($case),+]);
+    };
+}
+pub(crate) use api_tests;
+
+/// The database a test case runs wxauth on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    /// The running case, so that `TestApp::spawn` needs no backend argument.
+    static CASE: Arc<Case>;
+}
+
+struct Case {
+    backend: Backend,
+    /// Dropped when the case passes; a failing case leaves them for inspection.
+    schemas: Mutex<Vec<PgSchema>>,
+}
+
+impl Backend {
+    /// Runs a test case with this backend (skipped when PostgreSQL is not
+    /// configured outside CI), then removes its PostgreSQL schemas.
+    pub async fn run(self, case: impl Future<Output = ()>) {
+        if self == Self::Postgres && postgres_url().is_none() {
+            return;
+        }
+        let state = Arc::new(Case {
+            backend: self,
+            schemas: Mutex::default(),
+        });
+        CASE.scope(state.clone(), case).await;
+        let schemas = std::mem::take(&mut *state.schemas.lock().unwrap());
+        for schema in schemas {
+            schema.remove().await;
+        }
+    }
+
+    /// The running case's backend; SQLite outside `api_tests!`.
+    pub fn current() -> Self {
+        CASE.try_with(|case| case.backend).unwrap_or(Self::Sqlite)
+    }
+}
+
+/// One wxauth's database, kept across restarts and shared with replicas.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite {
+        path: PathBuf,
+        _dir: Arc<tempfile::TempDir>,
+    },
+    /// A schema of the PostgreSQL test database: `url` selects it.
+    Postgres { url: String },
+}
+
+impl Database {
+    /// A new, empty database on the running case's backend.
+    pub async fn create() -> Self {
+        match Backend::current() {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("wxauth.db");
+                Self::Sqlite {
+                    path,
+                    _dir: Arc::new(dir),
+                }
+            }
+            Backend::Postgres => {
+                let schema = PgSchema::create()
+                    .await
+                    .expect("Backend::run checked that PostgreSQL is configured");
+                let url = schema.url.clone();
+                CASE.with(|case| case.schemas.lock().unwrap().push(schema));
+                Self::Postgres { url }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+            Self::Postgres { url } => url.clone(),
+        }
+    }
+
+    /// The SQLite file, for tests that look inside it.
+    pub fn sqlite_path(&self) -> &Path {
+        match self {
+            Self::Sqlite { path, .. } => path,
+            Self::Postgres { .. } => panic!("not a SQLite database"),
+        }
+    }
+
+    /// Runs `SELECT COUNT(*) ...` directly; `args` bind to `$1`, `$2`... as text.
+    pub async fn count(&self, sql: &str, args: &[&str]) -> i64 {
+        let count = match self {
+            Self::Sqlite { .. } => {
+                let mut conn = SqliteConnection::connect(&self.url()).await.unwrap();
+                let query = args.iter().fold(sqlx::query_scalar(sql), |q, a| q.bind(*a));
+                let count = query.fetch_one(&mut conn).await;
+                conn.close().await.unwrap();
+                count
+            }
+            Self::Postgres { url } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                let query = args.iter().fold(sqlx::query_scalar(sql), |q, a| q.bind(*a));
+                let count = query.fetch_one(&mut conn).await;
+                conn.close().await.unwrap();
+                count
+            }
+        };
+        count.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: AuthServiceClient<Channel>,
     pub clock: Clock,
-    pub db_path: PathBuf,
+    pub database: Database,
     pub config: Config,
     pub sim: SimControl,
     simulator: Option<Simulator>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _dir: Arc<tempfile::TempDir>,
 }
 
 /// The simulator's `/sim/` control API, as a mini program's test harness uses it.
@@ -168,8 +315,9 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    /// Starts a simulator and a wxauth pointed at it; `configure` adjusts
-    /// the configuration before wxauth is built.
+    /// Starts a simulator and a wxauth pointed at it, on a new database of
+    /// the running case's backend; `configure` adjusts the configuration
+    /// before wxauth is built.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         Self::spawn_for_app(APP_ID, configure).await
     }
@@ -185,11 +333,10 @@ impl TestApp {
         )
         .await
         .unwrap();
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let db_path = dir.path().join("wxauth.db");
+        let database = Database::create().await;
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
-        config.database_url = format!("sqlite://{}", db_path.display());
+        config.database_url = database.url();
         config.app_id = Some(app_id.into());
         config.app_secret = Some(APP_SECRET.into());
         config.wechat_base_url = simulator.base_url();
@@ -200,14 +347,13 @@ impl TestApp {
             base_url: simulator.base_url(),
             http: reqwest::Client::new(),
         };
-        Self::start(config, clock, db_path, dir, sim, Some(simulator)).await
+        Self::start(config, clock, database, sim, Some(simulator)).await
     }
 
     async fn start(
         config: Config,
         clock: Clock,
-        db_path: PathBuf,
-        dir: Arc<tempfile::TempDir>,
+        database: Database,
         sim: SimControl,
         simulator: Option<Simulator>,
     ) -> Self {
@@ -226,14 +372,22 @@ impl TestApp {
             addr,
             client,
             clock,
-            db_path,
+            database,
             config,
             sim,
             simulator,
             shutdown: Some(shutdown),
             server: Some(server),
-            _dir: dir,
         }
+    }
+
+    /// Another replica of this wxauth: its own server, pool and caches, on
+    /// the same database, server key, simulator and clock.
+    pub async fn spawn_replica(&self) -> Self {
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (clock, database, sim) = (self.clock.clone(), self.database.clone(), self.sim.clone());
+        Self::start(config, clock, database, sim, None).await
     }
 
     /// Stops this wxauth and starts a new one on the same database, keys
@@ -246,8 +400,7 @@ impl TestApp {
         Self::start(
             config,
             self.clock.clone(),
-            self.db_path.clone(),
-            self._dir.clone(),
+            self.database.clone(),
             self.sim.clone(),
             simulator,
         )
@@ -356,11 +509,10 @@ impl TestApp {
             .map(|r| r.into_inner().revoked)
     }
 
-    /// Runs a query against the service's SQLite file.
-    pub async fn db(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
-            .await
-            .unwrap()
+    /// Counts rows in the service's database: `sql` is a `SELECT COUNT(*)`
+    /// that both SQLite and PostgreSQL accept, with `$1`... for `args`.
+    pub async fn count(&self, sql: &str, args: &[&str]) -> i64 {
+        self.database.count(sql, args).await
     }
 }
 

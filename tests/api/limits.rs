@@ -7,9 +7,16 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use wxauth::grpc::pb::ExchangeCodeRequest;
 
-use crate::helpers::{assert_error, reason, TestApp};
+use crate::helpers::{api_tests, assert_error, reason, TestApp};
 
-#[tokio::test]
+api_tests!(
+    no_wechat_call_outlives_the_callers_deadline_and_the_code_stays_usable,
+    an_open_circuit_fails_fast_and_a_probe_closes_it,
+    the_outbound_rate_limit_answers_resource_exhausted_with_retry_info,
+    a_user_logging_in_too_often_is_limited_and_the_code_kept_for_later,
+    billed_phone_lookups_are_capped_per_user_per_day,
+);
+
 async fn no_wechat_call_outlives_the_callers_deadline_and_the_code_stays_usable() {
     let app = TestApp::spawn_with(|c| {
         c.wechat_timeout = Duration::from_secs(20);
@@ -53,7 +60,6 @@ async fn no_wechat_call_outlives_the_callers_deadline_and_the_code_stays_usable(
     assert!(result.is_ok(), "{result:?}");
 }
 
-#[tokio::test]
 async fn an_open_circuit_fails_fast_and_a_probe_closes_it() {
     let app = TestApp::spawn_with(|c| {
         c.wechat_retries = 0;
@@ -78,7 +84,6 @@ async fn an_open_circuit_fails_fast_and_a_probe_closes_it() {
     assert_eq!(app.sim.calls("jscode2session").await, 4);
 }
 
-#[tokio::test]
 async fn the_outbound_rate_limit_answers_resource_exhausted_with_retry_info() {
     let app = TestApp::spawn_with(|c| c.wechat_rate_limit = 1).await;
     let first = app.sim.new_code().await.code;
@@ -91,7 +96,6 @@ async fn the_outbound_rate_limit_answers_resource_exhausted_with_retry_info() {
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn a_user_logging_in_too_often_is_limited_and_the_code_kept_for_later() {
     let app = TestApp::spawn_with(|c| c.user_login_limit = 2).await;
     let openid = app.sim.new_code().await.openid;
@@ -115,7 +119,6 @@ async fn a_user_logging_in_too_often_is_limited_and_the_code_kept_for_later() {
     assert!(other.created, "other users are not affected");
 }
 
-#[tokio::test]
 async fn billed_phone_lookups_are_capped_per_user_per_day() {
     let app = TestApp::spawn_with(|c| c.phone_lookups_per_day = 1).await;
     let login = app.sim.new_code().await;

@@ -3,9 +3,21 @@ use std::time::Duration;
 use serde_json::json;
 use tonic::Code;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, TestApp};
 
-#[tokio::test]
+api_tests!(
+    first_login_creates_the_user_and_a_second_login_finds_them,
+    unionid_is_stored_when_wechat_gives_one_and_kept_when_it_does_not,
+    the_same_code_twice_returns_the_same_token_with_one_wechat_call,
+    a_retried_code_is_remembered_across_a_restart,
+    a_code_older_than_five_minutes_is_no_longer_replayed,
+    twenty_concurrent_requests_with_one_code_make_one_wechat_call_and_get_one_token,
+    twenty_concurrent_logins_of_one_user_end_with_one_user_and_one_token,
+    a_login_after_the_window_gets_a_new_token_and_the_old_one_stays_valid,
+    malformed_codes_are_rejected_before_wechat_is_called,
+    an_unknown_app_id_is_rejected,
+);
+
 async fn first_login_creates_the_user_and_a_second_login_finds_them() {
     let app = TestApp::spawn_with(|c| c.login_window = Duration::ZERO).await;
     let first = app.sim.new_code().await;
@@ -27,7 +39,6 @@ async fn first_login_creates_the_user_and_a_second_login_finds_them() {
     );
 }
 
-#[tokio::test]
 async fn unionid_is_stored_when_wechat_gives_one_and_kept_when_it_does_not() {
     let app = TestApp::spawn().await;
     let bound = app
@@ -41,7 +52,6 @@ async fn unionid_is_stored_when_wechat_gives_one_and_kept_when_it_does_not() {
     assert_eq!(plain.user.unwrap().unionid, "", "empty string where unknown");
 }
 
-#[tokio::test]
 async fn the_same_code_twice_returns_the_same_token_with_one_wechat_call() {
     let app = TestApp::spawn().await;
     let code = app.sim.new_code().await.code;
@@ -53,7 +63,6 @@ async fn the_same_code_twice_returns_the_same_token_with_one_wechat_call() {
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn a_retried_code_is_remembered_across_a_restart() {
     let app = TestApp::spawn().await;
     let code = app.sim.new_code().await.code;
@@ -64,7 +73,6 @@ async fn a_retried_code_is_remembered_across_a_restart() {
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn a_code_older_than_five_minutes_is_no_longer_replayed() {
     let app = TestApp::spawn().await;
     let code = app.sim.new_code().await.code;
@@ -75,7 +83,6 @@ async fn a_code_older_than_five_minutes_is_no_longer_replayed() {
     assert_eq!(app.sim.calls("jscode2session").await, 2);
 }
 
-#[tokio::test]
 async fn twenty_concurrent_requests_with_one_code_make_one_wechat_call_and_get_one_token() {
     let app = TestApp::spawn_with(|c| c.login_window = Duration::ZERO).await;
     let code = app.sim.new_code().await.code;
@@ -87,7 +94,6 @@ async fn twenty_concurrent_requests_with_one_code_make_one_wechat_call_and_get_o
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn twenty_concurrent_logins_of_one_user_end_with_one_user_and_one_token() {
     let app = TestApp::spawn().await;
     let openid = app.sim.new_code().await.openid;
@@ -101,20 +107,13 @@ async fn twenty_concurrent_logins_of_one_user_end_with_one_user_and_one_token() 
     assert_eq!(tokens.len(), 1, "one token for parallel logins");
     assert_eq!(app.sim.calls("jscode2session").await, 20);
 
-    let db = app.db().await;
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE openid = ?1")
-        .bind(&openid)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let users = app
+        .count("SELECT COUNT(*) FROM users WHERE openid = $1", &[&openid])
+        .await;
+    let sessions = app.count("SELECT COUNT(*) FROM sessions", &[]).await;
     assert_eq!((users, sessions), (1, 1));
 }
 
-#[tokio::test]
 async fn a_login_after_the_window_gets_a_new_token_and_the_old_one_stays_valid() {
     let app = TestApp::spawn().await;
     let first = app.sim.new_code().await;
@@ -126,7 +125,6 @@ async fn a_login_after_the_window_gets_a_new_token_and_the_old_one_stays_valid()
     assert!(app.verify(&old.session_token).await.is_ok());
 }
 
-#[tokio::test]
 async fn malformed_codes_are_rejected_before_wechat_is_called() {
     let app = TestApp::spawn().await;
     for bad in ["", "has space", "semi;colon", &"x".repeat(129), "a&secret=1"] {
@@ -139,7 +137,6 @@ async fn malformed_codes_are_rejected_before_wechat_is_called() {
     assert_eq!(app.sim.calls("jscode2session").await, 0);
 }
 
-#[tokio::test]
 async fn an_unknown_app_id_is_rejected() {
     let app = TestApp::spawn().await;
     let code = app.sim.new_code().await.code;

@@ -1,9 +1,12 @@
 //! One integration-test binary: real gRPC to a real wxauth, real HTTP to the
-//! WeChat simulator, a real SQLite file.
+//! WeChat simulator, a real database: every case runs on a SQLite file and
+//! on a PostgreSQL schema (see `helpers::api_tests!`).
 mod helpers;
 mod limits;
 mod login;
+mod outage;
 mod phone;
+mod replicas;
 mod secrets;
 mod server;
 mod sessions;

@@ -5,7 +5,27 @@ use serde_json::json;
 use tonic::Code;
 use wxauth::grpc::pb::{exchange_code_request::Phone, EncryptedPhone, ExchangeCodeRequest};
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, TestApp};
+
+api_tests!(
+    the_legacy_payload_binds_the_phone,
+    a_plus_that_arrived_as_a_space_is_tolerated,
+    a_phone_code_binds_and_is_exchanged_with_wechat_only_once,
+    another_users_phone_code_is_refused,
+    an_unknown_phone_code_is_phone_code_invalid,
+    a_new_number_replaces_the_old_one_and_the_old_one_goes_to_history,
+    a_payload_for_another_app_is_rejected_like_any_undecryptable_payload,
+    an_old_watermark_is_rejected_as_a_replay,
+    a_rotation_between_get_phone_number_and_the_exchange_is_recovered,
+    a_fresh_login_code_fixes_a_key_rotated_before_get_phone_number,
+    the_replaced_key_is_not_tried_after_the_grace_window,
+    malformed_payloads_are_invalid_arguments_and_wrong_ones_look_alike,
+    log_in_with_phone_number_is_one_round_trip,
+    a_login_code_of_another_user_is_refused,
+    with_phone_required_only_verify_token_insists_on_a_phone,
+    an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds,
+    the_access_token_survives_a_restart,
+);
 
 /// A logged-in user: (openid, token).
 async fn logged_in(app: &TestApp) -> (String, String) {
@@ -14,7 +34,6 @@ async fn logged_in(app: &TestApp) -> (String, String) {
     (login.openid, token)
 }
 
-#[tokio::test]
 async fn the_legacy_payload_binds_the_phone() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -34,7 +53,6 @@ async fn the_legacy_payload_binds_the_phone() {
     assert_eq!(verified.phone_number, "13580006666");
 }
 
-#[tokio::test]
 async fn a_plus_that_arrived_as_a_space_is_tolerated() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -56,7 +74,6 @@ async fn a_plus_that_arrived_as_a_space_is_tolerated() {
     assert!(app.bind_encrypted(&token, &phone, "").await.is_ok());
 }
 
-#[tokio::test]
 async fn a_phone_code_binds_and_is_exchanged_with_wechat_only_once() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -72,7 +89,6 @@ async fn a_phone_code_binds_and_is_exchanged_with_wechat_only_once() {
     assert_eq!(app.sim.calls("getuserphonenumber").await, 1, "billed once");
 }
 
-#[tokio::test]
 async fn another_users_phone_code_is_refused() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -89,7 +105,6 @@ async fn another_users_phone_code_is_refused() {
     );
 }
 
-#[tokio::test]
 async fn an_unknown_phone_code_is_phone_code_invalid() {
     let app = TestApp::spawn().await;
     let (_, token) = logged_in(&app).await;
@@ -100,7 +115,6 @@ async fn an_unknown_phone_code_is_phone_code_invalid() {
     );
 }
 
-#[tokio::test]
 async fn a_new_number_replaces_the_old_one_and_the_old_one_goes_to_history() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -125,17 +139,14 @@ async fn a_new_number_replaces_the_old_one_and_the_old_one_goes_to_history() {
     assert!(!app.bind_encrypted(&token, &same, "").await.unwrap().changed);
 
     let user_id = third.user.unwrap().user_id;
-    let history: Vec<(String,)> =
-        sqlx::query_as("SELECT phone_number FROM phone_history WHERE user_id = ?1 ORDER BY id")
-            .bind(&user_id)
-            .fetch_all(&app.db().await)
-            .await
-            .unwrap();
-    let history: Vec<_> = history.into_iter().map(|(p,)| p).collect();
-    assert_eq!(history, ["13500000001", "13500000002"]);
+    let history = "SELECT COUNT(*) FROM phone_history WHERE user_id = $1";
+    assert_eq!(app.count(history, &[&user_id]).await, 2);
+    let kept = "SELECT COUNT(*) FROM phone_history WHERE user_id = $1 AND phone_number = $2";
+    for old in ["13500000001", "13500000002"] {
+        assert_eq!(app.count(kept, &[&user_id, old]).await, 1, "{old} kept");
+    }
 }
 
-#[tokio::test]
 async fn a_payload_for_another_app_is_rejected_like_any_undecryptable_payload() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -150,7 +161,6 @@ async fn a_payload_for_another_app_is_rejected_like_any_undecryptable_payload() 
     );
 }
 
-#[tokio::test]
 async fn an_old_watermark_is_rejected_as_a_replay() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -171,7 +181,6 @@ async fn an_old_watermark_is_rejected_as_a_replay() {
     );
 }
 
-#[tokio::test]
 async fn a_rotation_between_get_phone_number_and_the_exchange_is_recovered() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -188,7 +197,6 @@ async fn a_rotation_between_get_phone_number_and_the_exchange_is_recovered() {
     assert!(app.verify(&token).await.is_ok(), "the caller's token stays valid");
 }
 
-#[tokio::test]
 async fn a_fresh_login_code_fixes_a_key_rotated_before_get_phone_number() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -204,7 +212,6 @@ async fn a_fresh_login_code_fixes_a_key_rotated_before_get_phone_number() {
     assert!(app.bind_encrypted(&token, &phone, &login_code).await.is_ok());
 }
 
-#[tokio::test]
 async fn the_replaced_key_is_not_tried_after_the_grace_window() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -222,7 +229,6 @@ async fn the_replaced_key_is_not_tried_after_the_grace_window() {
     );
 }
 
-#[tokio::test]
 async fn malformed_payloads_are_invalid_arguments_and_wrong_ones_look_alike() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -258,7 +264,6 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-#[tokio::test]
 async fn log_in_with_phone_number_is_one_round_trip() {
     let app = TestApp::spawn().await;
     let login = app.sim.new_code().await;
@@ -302,7 +307,6 @@ async fn log_in_with_phone_number_is_one_round_trip() {
     assert_eq!(response.user.unwrap().phone_number, "13700000000");
 }
 
-#[tokio::test]
 async fn a_login_code_of_another_user_is_refused() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;
@@ -318,7 +322,6 @@ async fn a_login_code_of_another_user_is_refused() {
     );
 }
 
-#[tokio::test]
 async fn with_phone_required_only_verify_token_insists_on_a_phone() {
     let app = TestApp::spawn_with(|c| c.phone_required = true).await;
     let (openid, token) = logged_in(&app).await;
@@ -334,7 +337,6 @@ async fn with_phone_required_only_verify_token_insists_on_a_phone() {
     assert_eq!(app.revoke(&phoneless, false).await.unwrap(), 1);
 }
 
-#[tokio::test]
 async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds() {
     let app = TestApp::spawn().await;
     let mut users = Vec::new();
@@ -357,7 +359,6 @@ async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_b
     assert_eq!(app.sim.calls("getuserphonenumber").await, 21, "one retry");
 }
 
-#[tokio::test]
 async fn the_access_token_survives_a_restart() {
     let app = TestApp::spawn().await;
     let (openid, token) = logged_in(&app).await;

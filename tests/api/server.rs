@@ -8,9 +8,15 @@ use tonic_reflection::pb::v1::{
     server_reflection_response::MessageResponse, ServerReflectionRequest,
 };
 
-use crate::helpers::TestApp;
+use crate::helpers::{api_tests, TestApp};
 
-#[tokio::test]
+api_tests!(
+    health_reports_serving_for_the_server_and_the_auth_service,
+    reflection_lists_the_auth_service_without_proto_files,
+    an_oversized_request_is_refused_and_the_server_keeps_serving,
+    shutdown_turns_health_not_serving_and_stops_the_server,
+);
+
 async fn health_reports_serving_for_the_server_and_the_auth_service() {
     let app = TestApp::spawn().await;
     let mut health = HealthClient::new(app.channel().await);
@@ -27,7 +33,6 @@ async fn health_reports_serving_for_the_server_and_the_auth_service() {
     }
 }
 
-#[tokio::test]
 async fn reflection_lists_the_auth_service_without_proto_files() {
     let app = TestApp::spawn().await;
     let mut client = ServerReflectionClient::new(app.channel().await);
@@ -49,7 +54,6 @@ async fn reflection_lists_the_auth_service_without_proto_files() {
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
 }
 
-#[tokio::test]
 async fn an_oversized_request_is_refused_and_the_server_keeps_serving() {
     let app = TestApp::spawn().await;
     let status = app.exchange(&"a".repeat(100 * 1024)).await.unwrap_err();
@@ -58,7 +62,6 @@ async fn an_oversized_request_is_refused_and_the_server_keeps_serving() {
     assert!(app.login_new_user().await.created);
 }
 
-#[tokio::test]
 async fn shutdown_turns_health_not_serving_and_stops_the_server() {
     let mut app = TestApp::spawn_with(|c| c.shutdown_grace = std::time::Duration::from_millis(300)).await;
     let login = app.login_new_user().await;

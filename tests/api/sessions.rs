@@ -5,9 +5,19 @@ use serde_json::json;
 use tonic::Code;
 use wxauth::grpc::pb::check_session_response::Action;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, TestApp};
 
-#[tokio::test]
+api_tests!(
+    a_fresh_session_key_needs_no_action_and_is_checked_once_per_cache_period,
+    official_vector_v3_key_is_confirmed_fresh_by_wechat,
+    a_key_rotated_at_wechat_asks_the_client_to_refresh_it,
+    dead_tokens_are_an_answer_not_an_error,
+    a_revoked_token_fails_verification_at_once,
+    revoking_all_sessions_logs_the_user_out_everywhere,
+    revoking_a_malformed_token_is_unauthenticated,
+    a_retried_code_of_a_revoked_session_is_code_used,
+);
+
 async fn a_fresh_session_key_needs_no_action_and_is_checked_once_per_cache_period() {
     let app = TestApp::spawn().await;
     let login = app.login_new_user().await;
@@ -20,7 +30,6 @@ async fn a_fresh_session_key_needs_no_action_and_is_checked_once_per_cache_perio
     assert_eq!(app.sim.calls("checksession").await, 1, "cached per user");
 }
 
-#[tokio::test]
 async fn official_vector_v3_key_is_confirmed_fresh_by_wechat() {
     let app = TestApp::spawn().await;
     let code = app
@@ -32,7 +41,6 @@ async fn official_vector_v3_key_is_confirmed_fresh_by_wechat() {
     assert!(app.check(&token).await.unwrap().session_key_fresh);
 }
 
-#[tokio::test]
 async fn a_key_rotated_at_wechat_asks_the_client_to_refresh_it() {
     let app = TestApp::spawn().await;
     let login = app.sim.new_code().await;
@@ -50,7 +58,6 @@ async fn a_key_rotated_at_wechat_asks_the_client_to_refresh_it() {
     assert_eq!(app.check(&token).await.unwrap().action(), Action::None);
 }
 
-#[tokio::test]
 async fn dead_tokens_are_an_answer_not_an_error() {
     let app = TestApp::spawn().await;
     let login = app.login_new_user().await;
@@ -66,7 +73,6 @@ async fn dead_tokens_are_an_answer_not_an_error() {
     assert_eq!(app.sim.calls("checksession").await, 0);
 }
 
-#[tokio::test]
 async fn a_revoked_token_fails_verification_at_once() {
     let app = TestApp::spawn().await;
     let login = app.login_new_user().await;
@@ -84,7 +90,6 @@ async fn a_revoked_token_fails_verification_at_once() {
     );
 }
 
-#[tokio::test]
 async fn revoking_all_sessions_logs_the_user_out_everywhere() {
     let app = TestApp::spawn_with(|c| c.login_window = Duration::ZERO).await;
     let first = app.sim.new_code().await;
@@ -102,7 +107,6 @@ async fn revoking_all_sessions_logs_the_user_out_everywhere() {
     assert!(app.verify(&bystander).await.is_ok());
 }
 
-#[tokio::test]
 async fn revoking_a_malformed_token_is_unauthenticated() {
     let app = TestApp::spawn().await;
     assert_error(
@@ -112,7 +116,6 @@ async fn revoking_a_malformed_token_is_unauthenticated() {
     );
 }
 
-#[tokio::test]
 async fn a_retried_code_of_a_revoked_session_is_code_used() {
     let app = TestApp::spawn().await;
     let code = app.sim.new_code().await.code;

@@ -4,7 +4,14 @@ use serde_json::json;
 use tonic::Code;
 use wxauth::grpc::pb::{ExchangeCodeRequest, ExchangeCodeResponse, UserInfo};
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, TestApp};
+
+api_tests!(
+    official_vector_v1_encrypted_user_info_is_verified_and_stored,
+    official_vector_v1_fails_for_another_user_or_app,
+    official_vector_v2_signed_raw_data_is_verified_and_stored,
+    a_bad_signature_stores_nothing_and_a_corrected_retry_of_the_same_code_succeeds,
+);
 
 const V1_APP: &str = "wx4f4bc4dec97d474b";
 const V1_OPENID: &str = "oGZUI0egBJY1zhBYw2KhdUfwVJJE";
@@ -31,7 +38,6 @@ async fn exchange_with(
         .map(|r| r.into_inner())
 }
 
-#[tokio::test]
 async fn official_vector_v1_encrypted_user_info_is_verified_and_stored() {
     let app = TestApp::spawn_for_app(V1_APP, |_| {}).await;
     let code = app
@@ -49,7 +55,6 @@ async fn official_vector_v1_encrypted_user_info_is_verified_and_stored() {
     assert!(user.avatar_url.starts_with("http://wx.qlogo.cn/mmopen/vi_32/aSKcBBPpibyKNicHNTMM0qJVh8Kjgiak2AHWr8MHM4WgMEm7GFhsf8OYrySdbvAMvTsw3mo8ibKicsnfN5pRjl1p8HQ/0"));
 }
 
-#[tokio::test]
 async fn official_vector_v1_fails_for_another_user_or_app() {
     let app = TestApp::spawn_for_app(V1_APP, |_| {}).await;
     let code = app.sim.login(json!({ "session_key": V1_KEY })).await.code;
@@ -77,7 +82,6 @@ async fn official_vector_v1_fails_for_another_user_or_app() {
     );
 }
 
-#[tokio::test]
 async fn official_vector_v2_signed_raw_data_is_verified_and_stored() {
     let app = TestApp::spawn().await;
     let code = app.sim.login(json!({ "session_key": V2_KEY })).await.code;
@@ -90,7 +94,6 @@ async fn official_vector_v2_signed_raw_data_is_verified_and_stored() {
     assert_eq!(response.user.unwrap().nickname, "Band");
 }
 
-#[tokio::test]
 async fn a_bad_signature_stores_nothing_and_a_corrected_retry_of_the_same_code_succeeds() {
     let app = TestApp::spawn().await;
     let code = app.sim.login(json!({ "session_key": V2_KEY })).await.code;
@@ -104,11 +107,11 @@ async fn a_bad_signature_stores_nothing_and_a_corrected_retry_of_the_same_code_s
         Code::InvalidArgument,
         "USER_INFO_INVALID",
     );
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
-    assert_eq!(users, 0, "nothing stored");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users", &[]).await,
+        0,
+        "nothing stored"
+    );
 
     let honest = UserInfo {
         raw_data: V2_RAW.into(),

@@ -2,9 +2,18 @@ use std::time::Duration;
 
 use tonic::Code;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, TestApp};
 
-#[tokio::test]
+api_tests!(
+    a_fresh_token_verifies_to_its_user,
+    tampered_truncated_and_garbage_tokens_are_invalid,
+    a_well_formed_token_from_another_deployment_is_invalid,
+    an_unused_token_expires_after_the_idle_timeout,
+    a_used_token_expires_at_its_absolute_lifetime,
+    verification_extends_the_idle_deadline,
+    tokens_survive_a_restart,
+);
+
 async fn a_fresh_token_verifies_to_its_user() {
     let app = TestApp::spawn().await;
     let login = app.login_new_user().await;
@@ -13,7 +22,6 @@ async fn a_fresh_token_verifies_to_its_user() {
     assert_eq!(verified.expires_at, login.expires_at);
 }
 
-#[tokio::test]
 async fn tampered_truncated_and_garbage_tokens_are_invalid() {
     let app = TestApp::spawn().await;
     let token = app.login_new_user().await.session_token;
@@ -33,7 +41,6 @@ async fn tampered_truncated_and_garbage_tokens_are_invalid() {
     assert!(app.verify(&token).await.is_ok(), "the real token still works");
 }
 
-#[tokio::test]
 async fn a_well_formed_token_from_another_deployment_is_invalid() {
     let ours = TestApp::spawn().await;
     let theirs = TestApp::spawn().await;
@@ -45,7 +52,6 @@ async fn a_well_formed_token_from_another_deployment_is_invalid() {
     );
 }
 
-#[tokio::test]
 async fn an_unused_token_expires_after_the_idle_timeout() {
     let app = TestApp::spawn().await;
     let token = app.login_new_user().await.session_token;
@@ -55,7 +61,6 @@ async fn an_unused_token_expires_after_the_idle_timeout() {
     assert_error(app.verify(&token).await, Code::Unauthenticated, "TOKEN_EXPIRED");
 }
 
-#[tokio::test]
 async fn a_used_token_expires_at_its_absolute_lifetime() {
     let app = TestApp::spawn_with(|c| {
         c.token_idle_timeout = Duration::from_secs(24 * 3600);
@@ -78,7 +83,6 @@ async fn a_used_token_expires_at_its_absolute_lifetime() {
     );
 }
 
-#[tokio::test]
 async fn verification_extends_the_idle_deadline() {
     let app = TestApp::spawn().await;
     let login = app.login_new_user().await;
@@ -93,7 +97,6 @@ async fn verification_extends_the_idle_deadline() {
     );
 }
 
-#[tokio::test]
 async fn tokens_survive_a_restart() {
     let app = TestApp::spawn().await;
     let login = app.login_new_user().await;

@@ -3,7 +3,21 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tonic::Code;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, TestApp};
+
+api_tests!(
+    an_unknown_code_is_code_invalid_and_is_not_retried,
+    an_invalid_code_presented_again_gets_the_same_answer_without_a_second_call,
+    a_code_used_elsewhere_is_code_used,
+    a_blocked_user_is_permission_denied,
+    wechat_rate_limiting_is_resource_exhausted_and_not_retried,
+    a_wrong_app_secret_is_an_internal_error_that_reveals_nothing,
+    system_errors_twice_then_success_succeeds,
+    http_server_errors_are_retried,
+    persistent_system_errors_end_in_unavailable_after_bounded_retries,
+    a_wechat_that_never_answers_gives_unavailable_within_the_deadline,
+    after_an_outage_the_same_code_can_be_retried,
+);
 
 async fn exchange_with_fault(app: &TestApp, fault: serde_json::Value) -> Result<(), tonic::Status> {
     let code = app.sim.new_code().await.code;
@@ -11,7 +25,6 @@ async fn exchange_with_fault(app: &TestApp, fault: serde_json::Value) -> Result<
     app.exchange(&code).await.map(|_| ())
 }
 
-#[tokio::test]
 async fn an_unknown_code_is_code_invalid_and_is_not_retried() {
     let app = TestApp::spawn().await;
     assert_error(
@@ -22,7 +35,6 @@ async fn an_unknown_code_is_code_invalid_and_is_not_retried() {
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn an_invalid_code_presented_again_gets_the_same_answer_without_a_second_call() {
     let app = TestApp::spawn().await;
     let code = "0a3Xqv000unknown00code00000000000";
@@ -31,7 +43,6 @@ async fn an_invalid_code_presented_again_gets_the_same_answer_without_a_second_c
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn a_code_used_elsewhere_is_code_used() {
     let app = TestApp::spawn().await;
     let code = app.sim.new_code().await.code;
@@ -47,7 +58,6 @@ async fn a_code_used_elsewhere_is_code_used() {
     assert_eq!(app.sim.calls("jscode2session").await, 2);
 }
 
-#[tokio::test]
 async fn a_blocked_user_is_permission_denied() {
     let app = TestApp::spawn().await;
     let code = app.sim.login(json!({ "blocked": true })).await.code;
@@ -55,7 +65,6 @@ async fn a_blocked_user_is_permission_denied() {
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn wechat_rate_limiting_is_resource_exhausted_and_not_retried() {
     let app = TestApp::spawn().await;
     let result = exchange_with_fault(
@@ -67,7 +76,6 @@ async fn wechat_rate_limiting_is_resource_exhausted_and_not_retried() {
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
-#[tokio::test]
 async fn a_wrong_app_secret_is_an_internal_error_that_reveals_nothing() {
     let app = TestApp::spawn_with(|c| c.app_secret = Some("not-the-secret".into())).await;
     let code = app.sim.new_code().await.code;
@@ -78,7 +86,6 @@ async fn a_wrong_app_secret_is_an_internal_error_that_reveals_nothing() {
     assert_eq!(app.sim.calls("jscode2session").await, 1, "not retried");
 }
 
-#[tokio::test]
 async fn system_errors_twice_then_success_succeeds() {
     let app = TestApp::spawn().await;
     let result = exchange_with_fault(
@@ -90,7 +97,6 @@ async fn system_errors_twice_then_success_succeeds() {
     assert_eq!(app.sim.calls("jscode2session").await, 3);
 }
 
-#[tokio::test]
 async fn http_server_errors_are_retried() {
     let app = TestApp::spawn().await;
     let result = exchange_with_fault(
@@ -102,7 +108,6 @@ async fn http_server_errors_are_retried() {
     assert_eq!(app.sim.calls("jscode2session").await, 2);
 }
 
-#[tokio::test]
 async fn persistent_system_errors_end_in_unavailable_after_bounded_retries() {
     let app = TestApp::spawn_with(|c| c.wechat_retries = 2).await;
     let result = exchange_with_fault(
@@ -114,7 +119,6 @@ async fn persistent_system_errors_end_in_unavailable_after_bounded_retries() {
     assert_eq!(app.sim.calls("jscode2session").await, 3);
 }
 
-#[tokio::test]
 async fn a_wechat_that_never_answers_gives_unavailable_within_the_deadline() {
     let deadline = Duration::from_millis(800);
     let app = TestApp::spawn_with(|c| c.wechat_timeout = deadline).await;
@@ -129,7 +133,6 @@ async fn a_wechat_that_never_answers_gives_unavailable_within_the_deadline() {
     assert!(started.elapsed() < deadline * 4, "took {:?}", started.elapsed());
 }
 
-#[tokio::test]
 async fn after_an_outage_the_same_code_can_be_retried() {
     let app = TestApp::spawn_with(|c| c.wechat_retries = 0).await;
     let code = app.sim.new_code().await.code;

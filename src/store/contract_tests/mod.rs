@@ -1,20 +1,19 @@
 //! The contract both stores keep. Every case runs on SQLite (a temp file)
 //! and, when `WXAUTH_TEST_DATABASE_URL` names a PostgreSQL database, on
-//! PostgreSQL too, each test in a fresh schema so tests run in parallel.
-//! Without the URL the PostgreSQL cases are skipped, except under `CI=true`,
-//! where they fail: CI must never pass without having run them.
+//! PostgreSQL too, each test in a fresh schema so tests run in parallel
+//! (skipped without the URL, failing under `CI=true`: see [`super::testing`]).
 //!
 //! Cases go through [`super::connect`], as the service does, and only read
 //! the database directly for what the trait does not expose (session_key
 //! rotation, counts).
-use std::io::Write;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, Executor, FromRow, PgConnection, PgPool, SqlitePool};
+use sqlx::{FromRow, PgPool, SqlitePool};
 
-use super::{NewLogin, Store};
+use super::testing::PgSchema;
+use super::{NewLogin, PoolSettings, Store};
 use crate::crypto::{random_bytes, SessionId};
 use crate::model::{TokenPolicy, WechatSession};
 use crate::secret::Secret;
@@ -52,7 +51,6 @@ mod codes;
 mod login;
 mod sessions;
 
-pub const PG_URL_VAR: &str = "WXAUTH_TEST_DATABASE_URL";
 /// A fixed "now" far from zero, so `now - window` stays positive.
 pub const T0: i64 = 1_700_000_000_000;
 pub const APP: &str = "wx0123456789abcdef";
@@ -74,42 +72,6 @@ enum Raw {
     },
 }
 
-/// A fresh schema in the PostgreSQL test database, and a URL whose
-/// connections use it.
-pub struct PgSchema {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl PgSchema {
-    /// `None` (after saying so once) when no database is configured outside CI.
-    pub async fn create() -> Option<Self> {
-        let admin_url = postgres_url()?;
-        let name = format!("t_{}", hex::encode(random_bytes::<8>()));
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {PG_URL_VAR}: {e}"));
-        admin
-            .execute(&*format!("CREATE SCHEMA {name}"))
-            .await
-            .expect("create schema");
-        admin.close().await.expect("close");
-        let separator = if admin_url.contains('?') { '&' } else { '?' };
-        let url = format!("{admin_url}{separator}options=-c%20search_path%3D{name}");
-        Some(Self { url, admin_url, name })
-    }
-
-    /// Drops the schema; call it once the test passed, so that a failing
-    /// test leaves its schema behind for inspection.
-    pub async fn remove(self) {
-        let mut admin = PgConnection::connect(&self.admin_url).await.expect("connect");
-        let sql = format!("DROP SCHEMA {} CASCADE", self.name);
-        admin.execute(&*sql).await.expect("drop schema");
-        admin.close().await.expect("close");
-    }
-}
-
 impl std::ops::Deref for TestStore {
     type Target = dyn Store;
 
@@ -122,7 +84,9 @@ impl TestStore {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("wxauth.db").display());
-        let store = super::connect(&url).await.expect("open the SQLite store");
+        let store = super::connect(&url, &PoolSettings::default())
+            .await
+            .expect("open the SQLite store");
         let pool = SqlitePool::connect(&url).await.expect("open SQLite directly");
         let raw = Raw::Sqlite { pool, _dir: dir };
         Self { store, raw }
@@ -131,7 +95,7 @@ impl TestStore {
     /// A store in a new schema of the configured PostgreSQL database.
     pub async fn postgres() -> Option<Self> {
         let schema = PgSchema::create().await?;
-        let store = super::connect(&schema.url)
+        let store = super::connect(&schema.url, &PoolSettings::default())
             .await
             .expect("open the PostgreSQL store");
         let pool = PgPool::connect(&schema.url)
@@ -175,29 +139,6 @@ impl TestStore {
     pub async fn count(&self, table: &str) -> i64 {
         let (n,): (i64,) = self.row(&format!("SELECT COUNT(*) FROM {table}"), &[]).await;
         n
-    }
-}
-
-/// The PostgreSQL URL to test against, or `None` if PostgreSQL tests are
-/// to be skipped. Panics in CI without one.
-fn postgres_url() -> Option<String> {
-    static SKIPPED: Once = Once::new();
-    match std::env::var(PG_URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) => {
-            panic!("CI=true but {PG_URL_VAR} is unset: the PostgreSQL contract tests must run in CI")
-        }
-        _ => {
-            // Straight to stderr: the test harness captures print macros.
-            SKIPPED.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "note: PostgreSQL store contract tests skipped; set {PG_URL_VAR} \
-                     (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"
-                );
-            });
-            None
-        }
     }
 }
 
