@@ -22,16 +22,24 @@ pub struct AccessTokens {
     store: Arc<dyn Store>,
     wechat: WechatClient,
     clock: Clock,
+    /// How long a refresh may take (ours, or a peer's we wait for).
+    refresh_wait: std::time::Duration,
     cached: Mutex<HashMap<String, StoredAccessToken>>,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AccessTokens {
-    pub fn new(store: Arc<dyn Store>, wechat: WechatClient, clock: Clock) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        wechat: WechatClient,
+        clock: Clock,
+        refresh_wait: std::time::Duration,
+    ) -> Self {
         Self {
             store,
             wechat,
             clock,
+            refresh_wait,
             cached: Default::default(),
             refreshing: Default::default(),
         }
@@ -68,9 +76,36 @@ impl AccessTokens {
         if let Some(token) = self.fresh_cached(app.id()) {
             return Ok(token);
         }
+        // Across replicas: one claims the refresh, the others wait for its
+        // token in the store. Nobody force-refreshes, so nobody invalidates a
+        // token a peer still uses.
+        let give_up = tokio::time::Instant::now() + self.refresh_wait;
+        loop {
+            if let Some(stored) = self.store.access_token(app.id()).await? {
+                if self.is_fresh(&stored) {
+                    return Ok(self.remember(app.id(), stored));
+                }
+            }
+            let now = self.clock.now_ms();
+            let until = now + crate::clock::ms(self.refresh_wait);
+            if self.store.claim_token_refresh(app.id(), now, until).await? {
+                let fetched = self.fetch(app).await;
+                self.store.release_token_refresh(app.id()).await?;
+                return fetched.map(|stored| self.remember(app.id(), stored));
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(Error::WechatUnavailable);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Asks WeChat for the current token and persists it.
+    async fn fetch(&self, app: &App) -> Result<StoredAccessToken> {
+        // A peer may have finished just before we claimed.
         if let Some(stored) = self.store.access_token(app.id()).await? {
             if self.is_fresh(&stored) {
-                return Ok(self.remember(app.id(), stored));
+                return Ok(stored);
             }
         }
         let issued = self
@@ -89,7 +124,7 @@ impl AccessTokens {
             expires_in = issued.expires_in,
             "refreshed the WeChat access token"
         );
-        Ok(self.remember(app.id(), stored))
+        Ok(stored)
     }
 
     /// Forgets `failed`, unless a newer token already replaced it.

@@ -7,3 +7,11 @@ CREATE TABLE phone_lookups (
     PRIMARY KEY (user_id, day)
 );
 COMMENT ON TABLE phone_lookups IS 'Billed phone-code lookups per user per UTC day.';
+
+-- Who is refreshing an app's access token, until when: one replica asks
+-- WeChat while the others wait for the row in access_tokens.
+CREATE TABLE access_token_refresh (
+    app_id TEXT PRIMARY KEY,
+    until  BIGINT NOT NULL
+);
+COMMENT ON TABLE access_token_refresh IS 'Lease of the replica refreshing an app''s access token.';

@@ -6,3 +6,10 @@ CREATE TABLE phone_lookups (
     count   INTEGER NOT NULL,
     PRIMARY KEY (user_id, day)
 );
+
+-- Who is refreshing an app's access token, until when: one replica asks
+-- WeChat while the others wait for the row in access_tokens.
+CREATE TABLE access_token_refresh (
+    app_id TEXT PRIMARY KEY,
+    until  INTEGER NOT NULL
+);

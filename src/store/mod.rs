@@ -176,6 +176,13 @@ pub trait Store: Send + Sync + 'static {
     /// Persists an app's access token.
     async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()>;
 
+    /// Claims the right to refresh an app's access token until `until`;
+    /// false while another replica holds an unexpired claim.
+    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool>;
+
+    /// Ends a refresh claim.
+    async fn release_token_refresh(&self, app_id: &str) -> Result<()>;
+
     /// Forgets an app's access token, only if it is still `token`.
     async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()>;
 }

@@ -282,6 +282,14 @@ impl Store for PgStore {
         shared::postgres::save_access_token(&self.pool, app_id, token, now).await
     }
 
+    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool> {
+        shared::postgres::claim_token_refresh(&self.pool, app_id, now, until).await
+    }
+
+    async fn release_token_refresh(&self, app_id: &str) -> Result<()> {
+        shared::postgres::release_token_refresh(&self.pool, app_id).await
+    }
+
     async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
         shared::postgres::drop_access_token(&self.pool, app_id, token).await
     }

@@ -328,6 +328,14 @@ impl Store for SqliteStore {
         shared::sqlite::save_access_token(&self.pool, app_id, token, now).await
     }
 
+    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool> {
+        shared::sqlite::claim_token_refresh(&self.pool, app_id, now, until).await
+    }
+
+    async fn release_token_refresh(&self, app_id: &str) -> Result<()> {
+        shared::sqlite::release_token_refresh(&self.pool, app_id).await
+    }
+
     async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
         shared::sqlite::drop_access_token(&self.pool, app_id, token).await
     }

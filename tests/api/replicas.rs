@@ -3,6 +3,8 @@
 //! the server key and WeChat). What works on one instance works across them.
 use std::collections::{HashMap, HashSet};
 
+use serde_json::json;
+
 use crate::helpers::{api_tests, TestApp};
 
 api_tests!(
@@ -12,6 +14,7 @@ api_tests!(
         one_code_sent_to_both_replicas_at_once_makes_one_wechat_call_and_gets_one_token,
         parallel_logins_of_one_user_over_both_replicas_end_with_one_user_and_one_session,
         fifty_concurrent_first_logins_over_both_replicas_create_one_user_per_openid,
+        the_access_token_is_fetched_by_one_replica_and_reused_by_the_other,
     ],
 );
 
@@ -98,4 +101,43 @@ async fn fifty_concurrent_first_logins_over_both_replicas_create_one_user_per_op
     }
     assert_eq!(a.count("SELECT COUNT(*) FROM users", &[]).await, 5);
     assert_eq!(a.sim.calls("jscode2session").await, 50);
+}
+
+async fn the_access_token_is_fetched_by_one_replica_and_reused_by_the_other() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    let replicas = [&a, &b];
+    let mut binds = Vec::new();
+    for i in 0..20 {
+        let replica = replicas[i % 2];
+        let login = a.sim.new_code().await;
+        let token = replica.exchange(&login.code).await.unwrap().session_token;
+        let phone = a
+            .sim
+            .phone(json!({ "openid": login.openid, "phone_number": "13580006666" }))
+            .await;
+        binds.push((replica, token, phone.phone_code));
+    }
+    let results = futures::future::join_all(binds.iter().map(|(r, t, c)| r.bind_code(t, c))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        a.sim.calls("stable_token").await,
+        1,
+        "one fetch for both replicas"
+    );
+
+    // WeChat rejects the token once: it is refetched once, not force-refreshed.
+    a.sim
+        .fault(json!({ "endpoint": "getuserphonenumber", "errcode": 40001, "times": 1 }))
+        .await;
+    for replica in replicas {
+        let login = a.sim.new_code().await;
+        let token = replica.exchange(&login.code).await.unwrap().session_token;
+        let phone = a
+            .sim
+            .phone(json!({ "openid": login.openid, "phone_number": "13580006666" }))
+            .await;
+        replica.bind_code(&token, &phone.phone_code).await.unwrap();
+    }
+    assert_eq!(a.sim.calls("stable_token").await, 2);
 }
