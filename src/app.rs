@@ -31,6 +31,7 @@ use crate::wechat::WechatClient;
 
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     wxauth: Arc<Wxauth>,
     simulator: Option<Simulator>,
     shutdown_grace: Duration,
@@ -141,8 +142,17 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen.0 {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics port {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             wxauth,
             simulator,
             shutdown_grace: config.shutdown_grace,
@@ -157,6 +167,11 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The in-process simulator's address, when wxauth runs one.
@@ -201,7 +216,15 @@ impl Application {
             let _ = draining.send(());
         };
         tracing::info!(addr = %self.local_addr(), "wxauth serving gRPC");
+        let metrics_task = self.metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            }
+            crate::metrics::handle();
+            tokio::spawn(crate::metrics::serve(listener, self.wxauth.store().clone()))
+        });
         let server = tonic::transport::Server::builder()
+            .trace_fn(request_span)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -224,6 +247,9 @@ impl Application {
             }
         };
         health_task.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         janitor.abort();
         if let Some(sim) = self.simulator {
             sim.stop().await;
@@ -370,4 +396,17 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// The span around every request: its method and a request id, taken from
+/// the caller's `x-request-id` or made up, so every log line of a request
+/// can be found together.
+fn request_span(request: &axum::http::Request<()>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| hex::encode(random_bytes::<8>()), str::to_owned);
+    tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)
 }

@@ -33,6 +33,37 @@ pub enum Command {
     /// Run only the WeChat simulator (jscode2session and the /sim/ control
     /// API), for several wxauth replicas or your own integration tests.
     Sim(SimConfig),
+    /// Probe a running wxauth's gRPC health (for container health checks):
+    /// exits 0 when SERVING, 1 otherwise.
+    Check(CheckConfig),
+}
+
+/// Settings of `wxauth check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfig {
+    /// The wxauth gRPC address to probe.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// The health service name to ask about ("" = the whole server).
+    #[arg(long, default_value = "wxauth.v1.AuthService")]
+    pub service: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// An address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    match s {
+        "off" | "" => Ok(OptionalAddr(None)),
+        addr => addr
+            .parse()
+            .map(|a| OptionalAddr(Some(a)))
+            .map_err(|e| format!("{e}: expected HOST:PORT or off")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -177,6 +208,10 @@ pub struct Config {
     /// Billed phone-code lookups per user per day (UTC); `0` means no limit.
     #[arg(long, env = "WXAUTH_PHONE_LOOKUPS_PER_DAY", default_value_t = 10)]
     pub phone_lookups_per_day: u32,
+
+    /// Where Prometheus metrics are served (`/metrics`), or `off`.
+    #[arg(long, env = "WXAUTH_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = optional_addr)]
+    pub metrics_listen: OptionalAddr,
 
     /// Log filter (tracing EnvFilter syntax, e.g. `info,wxauth=debug`).
     #[arg(long, env = "WXAUTH_LOG", default_value = "info")]

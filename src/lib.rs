@@ -24,6 +24,7 @@
 pub mod access_token;
 pub mod app;
 pub mod apps;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -31,6 +32,7 @@ pub mod error;
 pub mod grpc;
 pub mod limits;
 pub mod login;
+pub mod metrics;
 pub mod model;
 pub mod phone;
 pub mod secret;

@@ -17,6 +17,20 @@ async fn main() -> anyhow::Result<()> {
             running.stop().await;
             Ok(())
         }
+        Some(Command::Check(check)) => match wxauth::check::check(&check).await {
+            Ok(true) => {
+                println!("SERVING");
+                Ok(())
+            }
+            Ok(false) => {
+                println!("NOT_SERVING");
+                std::process::exit(1)
+            }
+            Err(e) => {
+                eprintln!("health check failed: {e:#}");
+                std::process::exit(1)
+            }
+        },
         None => {
             let app = Application::build(&cli.config).await?;
             app.run_until(shutdown_signal()).await

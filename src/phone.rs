@@ -151,6 +151,7 @@ impl Wxauth {
             .count_phone_lookup(&user.user_id, Limits::day(now))
             .await?;
         self.limits.check_phone_lookups(count, now)?;
+        crate::metrics::phone_lookup(app.id());
         let info = self
             .access_tokens
             .call(app, |token| async move {

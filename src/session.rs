@@ -119,7 +119,9 @@ impl Wxauth {
         let app = self.apps.resolve(&user.app_id)?;
         let keys = self.store.session_keys(&user.user_id).await?;
         let cache_key = (user.user_id.clone(), keys.current_since);
-        if let Some(fresh) = self.key_checks.get(&cache_key).await {
+        let cached = self.key_checks.get(&cache_key).await;
+        crate::metrics::cache("check_session", cached.is_some());
+        if let Some(fresh) = cached {
             return Ok(fresh);
         }
         let key = keys.current.expose();

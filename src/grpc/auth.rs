@@ -26,82 +26,97 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::ExchangeCodeRequest>,
     ) -> Result<Response<pb::ExchangeCodeResponse>, Status> {
-        let deadline = caller_deadline(&request);
-        let req = request.into_inner();
-        let phone = convert::exchange_phone(req.phone)?;
-        let options = ExchangeOptions {
-            user_info: convert::user_info(req.user_info)?,
-            attach_to: None,
-        };
-        let outcome = with_caller_deadline(
-            deadline,
-            self.wxauth
-                .exchange_code(&req.code, &req.app_id, &options, phone.as_ref()),
-        )
-        .await?;
-        let expires_at = outcome.session.effective_expiry(&self.wxauth.policy);
-        Ok(Response::new(pb::ExchangeCodeResponse {
-            session_token: outcome.token.expose().clone(),
-            expires_at: Some(timestamp(expires_at)),
-            user: Some(user_to_proto(outcome.user)),
-            created: outcome.created,
-        }))
+        observe("ExchangeCode", async move {
+            let deadline = caller_deadline(&request);
+            let req = request.into_inner();
+            let phone = convert::exchange_phone(req.phone)?;
+            let options = ExchangeOptions {
+                user_info: convert::user_info(req.user_info)?,
+                attach_to: None,
+            };
+            let outcome = with_caller_deadline(
+                deadline,
+                self.wxauth
+                    .exchange_code(&req.code, &req.app_id, &options, phone.as_ref()),
+            )
+            .await?;
+            let expires_at = outcome.session.effective_expiry(&self.wxauth.policy);
+            Ok(Response::new(pb::ExchangeCodeResponse {
+                session_token: outcome.token.expose().clone(),
+                expires_at: Some(timestamp(expires_at)),
+                user: Some(user_to_proto(outcome.user)),
+                created: outcome.created,
+            }))
+        })
+        .await
     }
 
     async fn verify_token(
         &self,
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
-        let req = request.into_inner();
-        let (session, user) = self.wxauth.verify_token(&req.session_token).await?;
-        Ok(Response::new(pb::VerifyTokenResponse {
-            user: Some(user_to_proto(user)),
-            expires_at: Some(timestamp(session.effective_expiry(&self.wxauth.policy))),
-        }))
+        observe("VerifyToken", async move {
+            let req = request.into_inner();
+            let (session, user) = self.wxauth.verify_token(&req.session_token).await?;
+            Ok(Response::new(pb::VerifyTokenResponse {
+                user: Some(user_to_proto(user)),
+                expires_at: Some(timestamp(session.effective_expiry(&self.wxauth.policy))),
+            }))
+        })
+        .await
     }
 
     async fn bind_phone(
         &self,
         request: Request<pb::BindPhoneRequest>,
     ) -> Result<Response<pb::BindPhoneResponse>, Status> {
-        let deadline = caller_deadline(&request);
-        let req = request.into_inner();
-        let source = convert::bind_source(req.source)?;
-        let login_code = Some(req.login_code.as_str()).filter(|c| !c.is_empty());
-        let binding = with_caller_deadline(
-            deadline,
-            self.wxauth.bind_phone(&req.session_token, source, login_code),
-        )
-        .await?;
-        Ok(Response::new(pb::BindPhoneResponse {
-            user: Some(user_to_proto(binding.user)),
-            previous_phone_number: binding.previous.unwrap_or_default(),
-            changed: binding.changed,
-        }))
+        observe("BindPhone", async move {
+            let deadline = caller_deadline(&request);
+            let req = request.into_inner();
+            let source = convert::bind_source(req.source)?;
+            let login_code = Some(req.login_code.as_str()).filter(|c| !c.is_empty());
+            let binding = with_caller_deadline(
+                deadline,
+                self.wxauth.bind_phone(&req.session_token, source, login_code),
+            )
+            .await?;
+            Ok(Response::new(pb::BindPhoneResponse {
+                user: Some(user_to_proto(binding.user)),
+                previous_phone_number: binding.previous.unwrap_or_default(),
+                changed: binding.changed,
+            }))
+        })
+        .await
     }
 
     async fn check_session(
         &self,
         request: Request<pb::CheckSessionRequest>,
     ) -> Result<Response<pb::CheckSessionResponse>, Status> {
-        let deadline = caller_deadline(&request);
-        let req = request.into_inner();
-        let check = with_caller_deadline(deadline, self.wxauth.check_session(&req.session_token)).await?;
-        Ok(Response::new(convert::session_check(check)))
+        observe("CheckSession", async move {
+            let deadline = caller_deadline(&request);
+            let req = request.into_inner();
+            let check = with_caller_deadline(deadline, self.wxauth.check_session(&req.session_token)).await?;
+            Ok(Response::new(convert::session_check(check)))
+        })
+        .await
     }
 
     async fn revoke_token(
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let req = request.into_inner();
-        let revoked = self
-            .wxauth
-            .revoke_token(&req.session_token, req.all_sessions)
-            .await?;
-        Ok(Response::new(pb::RevokeTokenResponse {
-            revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
-        }))
+        observe("RevokeToken", async move {
+            let req = request.into_inner();
+            let revoked = self
+                .wxauth
+                .revoke_token(&req.session_token, req.all_sessions)
+                .await?;
+            Ok(Response::new(pb::RevokeTokenResponse {
+                revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+            }))
+        })
+        .await
     }
 }
 
@@ -121,6 +136,18 @@ fn caller_deadline<T>(request: &Request<T>) -> Option<tokio::time::Instant> {
         _ => return None,
     };
     tokio::time::Instant::now().checked_add(timeout)
+}
+
+/// Records the RPC's status code and latency.
+async fn observe<T>(
+    method: &'static str,
+    call: impl std::future::Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+    crate::metrics::rpc(method, code, started.elapsed());
+    result
 }
 
 #[cfg(test)]

@@ -104,6 +104,9 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip for health checks.
     async fn ping(&self) -> Result<()>;
 
+    /// Connection pool usage: (open, idle, maximum).
+    fn pool_stats(&self) -> (u32, u32, u32);
+
     /// Claims a code for exchange, or reports who holds it. Claims older
     /// than `expired_before` are forgotten; pending claims older than
     /// `abandoned_before` are taken over.

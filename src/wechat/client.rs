@@ -148,7 +148,15 @@ impl WechatClient {
             let outcome = if remaining.is_zero() {
                 Err(WechatError::Unavailable)
             } else {
-                self.attempt::<T>(endpoint, request().timeout(remaining)).await
+                let started = Instant::now();
+                let outcome = self.attempt::<T>(endpoint, request().timeout(remaining)).await;
+                let label = match &outcome {
+                    Ok(body) => body.errcode().to_string(),
+                    Err(WechatError::Unavailable) => "unavailable".to_owned(),
+                    Err(_) => "malformed".to_owned(),
+                };
+                crate::metrics::wechat_attempt(endpoint, label, started.elapsed());
+                outcome
             };
             let failure = match outcome {
                 Ok(body) if body.errcode() == -1 => WechatError::Unavailable,
@@ -170,6 +178,7 @@ impl WechatClient {
                 backoff_ms = backoff.as_millis() as u64,
                 "retrying WeChat call"
             );
+            crate::metrics::wechat_retry(endpoint);
             tokio::time::sleep(backoff).await;
         }
     }

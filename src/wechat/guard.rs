@@ -112,6 +112,7 @@ impl Guard {
             State::Closed { .. } => Ok(Admission::Normal),
             State::Open { until_ms } if now >= until_ms => {
                 *state = State::Probing;
+                crate::metrics::circuit_state(app_id, 2);
                 tracing::info!(app_id, "WeChat circuit half-open: probing");
                 Ok(Admission::Probe)
             }
@@ -131,7 +132,7 @@ impl Guard {
         let open = State::Open {
             until_ms: self.clock.now_ms() + crate::clock::ms(self.config.open_for),
         };
-        *state = match (*state, healthy) {
+        let next = match (*state, healthy) {
             (_, true) => {
                 if admission == Admission::Probe {
                     tracing::info!(app_id, "WeChat circuit closed");
@@ -152,6 +153,13 @@ impl Guard {
             },
             (other, false) => other,
         };
+        let gauge = match next {
+            State::Closed { .. } => 0,
+            State::Open { .. } => 1,
+            State::Probing => 2,
+        };
+        crate::metrics::circuit_state(app_id, gauge);
+        *state = next;
     }
 }
 

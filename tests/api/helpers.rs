@@ -172,6 +172,8 @@ impl Database {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where this instance serves `/metrics`.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: AuthServiceClient<Channel>,
     pub clock: Clock,
     pub database: Database,
@@ -336,6 +338,7 @@ impl TestApp {
         let database = Database::create().await;
         let mut config = Config::defaults();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        config.metrics_listen = wxauth::config::OptionalAddr(Some("127.0.0.1:0".parse().unwrap()));
         config.database_url = database.url();
         config.app_id = Some(app_id.into());
         config.app_secret = Some(APP_SECRET.into());
@@ -361,6 +364,7 @@ impl TestApp {
             .await
             .unwrap();
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
@@ -370,6 +374,7 @@ impl TestApp {
             .unwrap();
         Self {
             addr,
+            metrics_addr,
             client,
             clock,
             database,
@@ -442,6 +447,17 @@ impl TestApp {
             })
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// The Prometheus text this instance serves.
+    pub async fn metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("metrics are on in tests");
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn channel(&self) -> Channel {

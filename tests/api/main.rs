@@ -4,6 +4,7 @@
 mod helpers;
 mod limits;
 mod login;
+mod operability;
 mod outage;
 mod phone;
 mod replicas;

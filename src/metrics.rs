@@ -1,0 +1,89 @@
+//! Prometheus metrics, served on their own port at `/metrics`. Labels are
+//! method names, status codes, endpoints, errcodes and app ids: never a
+//! secret, an openid, a user id or a token.
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide recorder (metrics are global by nature; installing it
+/// twice, as tests with several servers do, returns the first one).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may exist when wxauth is embedded; then ours
+        // renders nothing, which beats failing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// One served RPC.
+pub fn rpc(method: &'static str, code: tonic::Code, elapsed: Duration) {
+    let code = format!("{code:?}");
+    counter!("wxauth_rpc_requests_total", "method" => method, "code" => code).increment(1);
+    histogram!("wxauth_rpc_duration_seconds", "method" => method).record(elapsed.as_secs_f64());
+}
+
+/// One HTTP attempt at WeChat; `outcome` is the errcode, or `http_5xx`,
+/// `transport`, `malformed`.
+pub fn wechat_attempt(endpoint: &'static str, outcome: String, elapsed: Duration) {
+    counter!("wxauth_wechat_calls_total", "endpoint" => endpoint, "outcome" => outcome).increment(1);
+    histogram!("wxauth_wechat_call_duration_seconds", "endpoint" => endpoint).record(elapsed.as_secs_f64());
+}
+
+pub fn wechat_retry(endpoint: &'static str) {
+    counter!("wxauth_wechat_retries_total", "endpoint" => endpoint).increment(1);
+}
+
+/// Circuit breaker state per app: 0 closed, 1 open, 2 probing.
+pub fn circuit_state(app_id: &str, state: u8) {
+    gauge!("wxauth_wechat_circuit_state", "app_id" => app_id.to_owned()).set(f64::from(state));
+}
+
+/// A lookup in one of the in-process caches.
+pub fn cache(cache: &'static str, hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    counter!("wxauth_cache_requests_total", "cache" => cache, "result" => result).increment(1);
+}
+
+/// Database pool usage, sampled at scrape time.
+pub fn pool(size: u32, idle: u32, max: u32) {
+    gauge!("wxauth_db_pool_connections").set(f64::from(size));
+    gauge!("wxauth_db_pool_idle_connections").set(f64::from(idle));
+    gauge!("wxauth_db_pool_max_connections").set(f64::from(max));
+}
+
+/// One billed getuserphonenumber call.
+pub fn phone_lookup(app_id: &str) {
+    counter!("wxauth_phone_lookups_total", "app_id" => app_id.to_owned()).increment(1);
+}
+
+/// Serves `/metrics` on its own listener until the task is aborted.
+pub async fn serve(listener: tokio::net::TcpListener, store: std::sync::Arc<dyn crate::store::Store>) {
+    use axum::{routing::get, Router};
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let store = store.clone();
+            async move {
+                let (size, idle, max) = store.pool_stats();
+                pool(size, idle, max);
+                handle().render()
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
+}
