@@ -67,6 +67,11 @@ impl AccessTokens {
 
     /// A token valid for at least the refresh margin.
     pub async fn get(&self, app: &App) -> Result<Secret<String>> {
+        Ok(self.current(app).await?.token)
+    }
+
+    /// The current token with its expiry.
+    pub async fn current(&self, app: &App) -> Result<StoredAccessToken> {
         if let Some(token) = self.fresh_cached(app.id()) {
             return Ok(token);
         }
@@ -142,27 +147,32 @@ impl AccessTokens {
         self.store.drop_access_token(app.id(), failed).await
     }
 
-    fn fresh_cached(&self, app_id: &str) -> Option<Secret<String>> {
+    fn fresh_cached(&self, app_id: &str) -> Option<StoredAccessToken> {
         let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        cached
-            .get(app_id)
-            .filter(|t| self.is_fresh(t))
-            .map(|t| t.token.clone())
+        cached.get(app_id).filter(|t| self.is_fresh(t)).cloned()
     }
 
     fn is_fresh(&self, token: &StoredAccessToken) -> bool {
         token.expires_at - REFRESH_MARGIN_MS > self.clock.now_ms()
     }
 
-    fn remember(&self, app_id: &str, token: StoredAccessToken) -> Secret<String> {
-        let secret = token.token.clone();
+    fn remember(&self, app_id: &str, token: StoredAccessToken) -> StoredAccessToken {
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        cached.insert(app_id.to_owned(), token);
-        secret
+        cached.insert(app_id.to_owned(), token.clone());
+        token
     }
 
     fn refresh_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(app_id.to_owned()).or_default().clone()
+    }
+}
+
+impl crate::service::Wxauth {
+    /// GetAccessToken: the app's current WeChat access token.
+    pub async fn access_token(&self, app_id: &str) -> Result<(String, StoredAccessToken)> {
+        let app = self.apps.resolve(app_id)?;
+        let token = self.access_tokens.current(app).await?;
+        Ok((app.id().to_owned(), token))
     }
 }

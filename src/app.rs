@@ -19,7 +19,6 @@ use crate::clock::{ms, Clock};
 use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
 use crate::crypto::{random_bytes, ServerKeys};
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, AuthApi, MAX_MESSAGE_SIZE};
-use crate::limits::LimitConfig;
 use crate::login::CODE_TTL_MS;
 use crate::model::TokenPolicy;
 use crate::service::{PhoneSettings, Settings, Wxauth};
@@ -54,38 +53,28 @@ impl Application {
 
     /// Like [`Application::build`], with a clock tests can move.
     pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
-        let (app, simulator, base_url) = match &config.app_secret {
-            Some(secret) => {
-                let app_id = config
-                    .app_id
-                    .clone()
-                    .context("WXAUTH_APP_ID is required when WXAUTH_APP_SECRET is set")?;
-                let app = AppCredentials {
-                    app_id,
-                    secret: secret.clone(),
-                };
-                (app, None, config.wechat_base_url.clone())
-            }
-            None => {
-                let app_id = config.app_id.clone().unwrap_or_else(|| DEV_APP_ID.to_owned());
-                let apps = vec![(app_id.clone(), DEV_APP_SECRET.to_owned())];
-                let sim = Simulator::start(config.sim_listen, clock.clone(), apps)
-                    .await
-                    .with_context(|| format!("starting the WeChat simulator on {}", config.sim_listen))?;
-                tracing::warn!(
-                    simulator = %sim.base_url(),
-                    app_id = %app_id,
-                    "no WXAUTH_APP_SECRET: logins are SIMULATED by the built-in WeChat simulator; \
-                     mint codes with POST {}/sim/login",
-                    sim.base_url()
-                );
-                let base_url = sim.base_url();
-                let app = AppCredentials {
-                    app_id,
-                    secret: DEV_APP_SECRET.into(),
-                };
-                (app, Some(sim), base_url)
-            }
+        let (apps, simulator, base_url) = if config.has_credentials() {
+            let apps = configured_apps(config)?;
+            (apps, None, config.wechat_base_url.clone())
+        } else {
+            let app_id = config.app_id.clone().unwrap_or_else(|| DEV_APP_ID.to_owned());
+            let sim_apps = vec![(app_id.clone(), DEV_APP_SECRET.to_owned())];
+            let sim = Simulator::start(config.sim_listen, clock.clone(), sim_apps)
+                .await
+                .with_context(|| format!("starting the WeChat simulator on {}", config.sim_listen))?;
+            tracing::warn!(
+                simulator = %sim.base_url(),
+                app_id = %app_id,
+                "no WXAUTH_APP_SECRET: logins are SIMULATED by the built-in WeChat simulator; \
+                 mint codes with POST {}/sim/login",
+                sim.base_url()
+            );
+            let base_url = sim.base_url();
+            let creds = AppCredentials {
+                app_id,
+                secret: DEV_APP_SECRET.into(),
+            };
+            (vec![App::from_config(config, creds)], Some(sim), base_url)
         };
         let store = store::connect(&config.database_url, &config.pool_settings())
             .await
@@ -118,10 +107,7 @@ impl Application {
         let wxauth = Arc::new(Wxauth::new(
             store,
             wechat,
-            Apps::new(vec![App {
-                creds: app,
-                phone_required: config.phone_required,
-            }]),
+            Apps::new(apps),
             keys,
             clock,
             Settings {
@@ -131,11 +117,6 @@ impl Application {
                     max_age_ms: ms(config.phone_max_age),
                     key_grace_ms: ms(config.session_key_grace),
                     check_cache_ms: ms(config.check_session_cache),
-                },
-                limits: LimitConfig {
-                    user_logins_per_minute: config.user_login_limit,
-                    user_phone_per_minute: config.user_phone_limit,
-                    phone_lookups_per_day: config.phone_lookups_per_day,
                 },
             },
         ));
@@ -282,6 +263,33 @@ async fn probe(wxauth: &Wxauth, health: HealthProbe) -> bool {
     )
 }
 
+/// The apps of the configuration file, or the one of `--app-id`/`--app-secret`.
+fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
+    if config.apps.is_empty() {
+        let secret = config
+            .app_secret
+            .clone()
+            .context("WXAUTH_APP_SECRET is required")?;
+        let app_id = config
+            .app_id
+            .clone()
+            .context("WXAUTH_APP_ID is required when WXAUTH_APP_SECRET is set")?;
+        return Ok(vec![App::from_config(config, AppCredentials { app_id, secret })]);
+    }
+    let apps = config
+        .apps
+        .iter()
+        .map(|entry| App::from_entry(config, entry))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut ids: Vec<_> = apps.iter().map(App::id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        bail!("an app_id appears twice in [[apps]]");
+    }
+    tracing::info!(apps = ids.len(), "serving several mini programs");
+    Ok(apps)
+}
+
 /// SERVING only while the database answers; `serving` is the current status.
 async fn watch_health(
     wxauth: Arc<Wxauth>,
@@ -313,7 +321,9 @@ async fn purge_codes(wxauth: Arc<Wxauth>) {
         if let Err(e) = wxauth.store().purge_codes(before).await {
             tracing::warn!(error = %e, "purging old code claims failed");
         }
-        wxauth.limits.housekeeping();
+        for app in wxauth.apps.iter() {
+            app.limits.housekeeping();
+        }
     }
 }
 

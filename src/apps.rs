@@ -1,5 +1,13 @@
 //! The mini programs this deployment serves, and how a request picks one.
+//! Users are per app; `unionid` links one person across apps.
+use std::sync::Arc;
+
+use crate::clock::ms;
+use crate::config::Config;
+use crate::config_file::AppEntry;
 use crate::error::{Error, Result};
+use crate::limits::{LimitConfig, Limits};
+use crate::model::TokenPolicy;
 use crate::wechat::client::AppCredentials;
 
 /// One mini program: its WeChat credentials and its policies.
@@ -8,6 +16,50 @@ pub struct App {
     pub creds: AppCredentials,
     /// VerifyToken refuses users without a bound phone (PHONE_REQUIRED).
     pub phone_required: bool,
+    /// Token lifetimes and login window.
+    pub policy: TokenPolicy,
+    /// Per-user login and phone limits.
+    pub limits: Arc<Limits>,
+}
+
+impl App {
+    /// An app with the top-level settings of `config`.
+    pub fn from_config(config: &Config, creds: AppCredentials) -> Self {
+        Self::with_overrides(config, creds, None)
+    }
+
+    /// An app from a configuration file entry, falling back to the
+    /// top-level settings for what it does not set.
+    pub fn from_entry(config: &Config, entry: &AppEntry) -> anyhow::Result<Self> {
+        let creds = AppCredentials {
+            app_id: entry.app_id.clone(),
+            secret: entry.secret()?,
+        };
+        Ok(Self::with_overrides(config, creds, Some(entry)))
+    }
+
+    fn with_overrides(config: &Config, creds: AppCredentials, entry: Option<&AppEntry>) -> Self {
+        let e =
+            |f: fn(&AppEntry) -> Option<std::time::Duration>, default| entry.and_then(f).unwrap_or(default);
+        let n = |f: fn(&AppEntry) -> Option<u32>, default| entry.and_then(f).unwrap_or(default);
+        Self {
+            creds,
+            phone_required: entry
+                .and_then(|a| a.phone_required)
+                .unwrap_or(config.phone_required),
+            policy: TokenPolicy {
+                idle_ms: ms(e(|a| a.token_idle_timeout, config.token_idle_timeout)),
+                lifetime_ms: ms(e(|a| a.token_lifetime, config.token_lifetime)),
+                login_window_ms: ms(e(|a| a.login_window, config.login_window)),
+                touch_interval_ms: ms(config.touch_interval),
+            },
+            limits: Arc::new(Limits::new(LimitConfig {
+                user_logins_per_minute: n(|a| a.user_login_limit, config.user_login_limit),
+                user_phone_per_minute: n(|a| a.user_phone_limit, config.user_phone_limit),
+                phone_lookups_per_day: n(|a| a.phone_lookups_per_day, config.phone_lookups_per_day),
+            })),
+        }
+    }
 }
 
 impl App {
@@ -24,6 +76,10 @@ pub struct Apps {
 impl Apps {
     pub fn new(apps: Vec<App>) -> Self {
         Self { apps }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &App> {
+        self.apps.iter()
     }
 
     /// The app a request names; an empty `app_id` means the only app.
@@ -52,13 +108,11 @@ mod tests {
     use super::*;
 
     fn app(id: &str) -> App {
-        App {
-            creds: AppCredentials {
-                app_id: id.into(),
-                secret: "s".into(),
-            },
-            phone_required: false,
-        }
+        let creds = AppCredentials {
+            app_id: id.into(),
+            secret: "s".into(),
+        };
+        App::from_config(&Config::defaults(), creds)
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// A TOML configuration file: top-level keys are these options' long
+    /// names with `_` (flags and environment variables override it), and
+    /// `[[apps]]` tables configure several mini programs.
+    #[arg(long, env = "WXAUTH_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Mini programs from the configuration file's `[[apps]]`; when empty,
+    /// the one app of `--app-id`/`--app-secret` (or the simulator's).
+    #[arg(skip)]
+    pub apps: Vec<crate::config_file::AppEntry>,
+
     /// Address the gRPC server listens on.
     #[arg(long, env = "WXAUTH_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -263,6 +274,11 @@ impl Config {
     pub fn defaults() -> Self {
         Cli::parse_from(["wxauth"]).config
     }
+
+    /// Whether any WeChat credentials are configured.
+    pub fn has_credentials(&self) -> bool {
+        self.app_secret.is_some() || !self.apps.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +307,31 @@ mod tests {
         assert_eq!(pool.acquire_timeout, Duration::from_millis(500));
         assert_eq!(pool.statement_timeout, Duration::from_secs(2));
         assert!(Cli::try_parse_from(["wxauth", "--db-max-connections", "0"]).is_err());
+    }
+
+    /// README's configuration table lists exactly the options of `--help`,
+    /// each with its environment variable.
+    #[test]
+    fn the_readme_table_matches_the_cli() {
+        let readme = include_str!("../README.md");
+        let rows: std::collections::BTreeMap<String, String> = readme
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix("| `--")?.split('|');
+                let flag = cells.next()?.trim().trim_end_matches('`').to_owned();
+                let env = cells.next()?.trim().trim_matches('`').to_owned();
+                Some((flag, env))
+            })
+            .collect();
+        let command = Cli::command();
+        let args: std::collections::BTreeMap<String, String> = command
+            .get_arguments()
+            .filter_map(|a| {
+                let env = a.get_env()?.to_string_lossy().into_owned();
+                Some((a.get_long()?.to_owned(), env))
+            })
+            .collect();
+        assert_eq!(rows, args);
     }
 
     #[test]

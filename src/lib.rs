@@ -27,6 +27,7 @@ pub mod apps;
 pub mod check;
 pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod crypto;
 pub mod error;
 pub mod grpc;
@@ -41,6 +42,7 @@ pub mod session;
 pub mod store;
 pub mod telemetry;
 pub mod user_info;
+pub mod users;
 pub mod wechat;
 
 pub use app::Application;

@@ -12,11 +12,21 @@ use crate::error::{Error, Result};
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Per-app limits (the limiters hold no secrets: keys are app/openid pairs
+/// and user ids).
 pub struct Limits {
     user_logins: Option<DefaultKeyedRateLimiter<String>>,
     user_phone: Option<DefaultKeyedRateLimiter<String>>,
     /// Billed phone-code lookups per user per UTC day; 0 = unlimited.
     pub phone_lookups_per_day: u32,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("phone_lookups_per_day", &self.phone_lookups_per_day)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Configured limits; 0 disables each.

@@ -174,13 +174,13 @@ impl Wxauth {
                 }
             },
         };
-        let result = self
-            .limits
-            .check_login(app.id(), &exchange.openid)
-            .and_then(|()| match &options.user_info {
-                Some(info) => info.verify(app.id(), &exchange.openid, exchange.session_key.expose()),
-                None => Ok(Default::default()),
-            });
+        let result =
+            app.limits
+                .check_login(app.id(), &exchange.openid)
+                .and_then(|()| match &options.user_info {
+                    Some(info) => info.verify(app.id(), &exchange.openid, exchange.session_key.expose()),
+                    None => Ok(Default::default()),
+                });
         let result = match result {
             Ok(profile) => {
                 let profile = options.user_info.as_ref().map(|_| profile);
@@ -215,7 +215,7 @@ impl Wxauth {
                 now: self.clock.now_ms(),
                 new_user_id: new_user_id(),
                 new_session_id: SessionId::random(),
-                policy: self.policy,
+                policy: app.policy,
                 profile,
                 attach_to,
             })

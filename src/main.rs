@@ -1,12 +1,17 @@
-use clap::Parser;
 use wxauth::app::{shutdown_signal, Application};
-use wxauth::config::{Cli, Command};
+use wxauth::config::Command;
 use wxauth::wechat::sim::Simulator;
 use wxauth::{telemetry, Clock};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = match wxauth::config_file::parse_cli(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => match e.downcast::<clap::Error>() {
+            Ok(clap_error) => clap_error.exit(),
+            Err(e) => return Err(e),
+        },
+    };
     telemetry::init(&cli.config.log, cli.config.log_format);
     match cli.command {
         Some(Command::Sim(sim)) => {

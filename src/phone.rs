@@ -150,7 +150,7 @@ impl Wxauth {
             .store
             .count_phone_lookup(&user.user_id, Limits::day(now))
             .await?;
-        self.limits.check_phone_lookups(count, now)?;
+        app.limits.check_phone_lookups(count, now)?;
         crate::metrics::phone_lookup(app.id());
         let info = self
             .access_tokens

@@ -6,7 +6,6 @@ use crate::access_token::AccessTokens;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::ServerKeys;
-use crate::limits::{LimitConfig, Limits};
 use crate::login::LoginOutcome;
 use crate::model::TokenPolicy;
 use crate::store::Store;
@@ -27,7 +26,6 @@ pub struct Wxauth {
     pub(crate) claim_wait: std::time::Duration,
     pub(crate) access_tokens: AccessTokens,
     pub(crate) phone: PhoneSettings,
-    pub(crate) limits: Limits,
     /// Recent /wxa/checksession answers by (user, session_key version).
     pub(crate) key_checks: moka::future::Cache<(String, i64), bool>,
 }
@@ -39,7 +37,6 @@ pub struct Settings {
     /// How long to wait for another request's claim on the same code.
     pub claim_wait: std::time::Duration,
     pub phone: PhoneSettings,
-    pub limits: LimitConfig,
 }
 
 /// Phone-binding limits, in milliseconds.
@@ -66,7 +63,6 @@ impl Wxauth {
             policy,
             claim_wait,
             phone,
-            limits,
         } = settings;
         let code_flights = moka::future::Cache::builder()
             .max_capacity(100_000)
@@ -90,12 +86,22 @@ impl Wxauth {
             claim_wait,
             access_tokens,
             phone,
-            limits: Limits::new(limits),
             key_checks,
         }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The token policy of a session's app. Sessions of an app no longer
+    /// configured get the default policy here and fail verification anyway.
+    pub(crate) fn policy_of(&self, app_id: &str) -> &TokenPolicy {
+        self.apps.resolve(app_id).map_or(&self.policy, |app| &app.policy)
+    }
+
+    /// When a session dies if it keeps being used.
+    pub fn expires_at(&self, session: &crate::model::Session) -> i64 {
+        session.effective_expiry(self.policy_of(&session.app_id))
     }
 }

@@ -65,7 +65,7 @@ impl Wxauth {
         if session.revoked_at.is_some() {
             return Err(Error::TokenRevoked);
         }
-        if self.clock.now_ms() >= session.effective_expiry(&self.policy) {
+        if self.clock.now_ms() >= self.expires_at(session) {
             return Err(Error::TokenExpired);
         }
         Ok(())
@@ -104,7 +104,7 @@ impl Wxauth {
         let fresh = self.session_key_fresh(&user).await?;
         Ok(SessionCheck {
             token_active: true,
-            expires_at: Some(session.effective_expiry(&self.policy)),
+            expires_at: Some(self.expires_at(&session)),
             session_key_fresh: fresh,
             action: if fresh {
                 SessionAction::None

@@ -8,6 +8,7 @@ use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
 use crate::login::ExchangeOptions;
 use crate::service::Wxauth;
+use crate::users::UserKey;
 use crate::wechat::guard::with_caller_deadline;
 
 pub struct AuthApi {
@@ -40,7 +41,7 @@ impl AuthService for AuthApi {
                     .exchange_code(&req.code, &req.app_id, &options, phone.as_ref()),
             )
             .await?;
-            let expires_at = outcome.session.effective_expiry(&self.wxauth.policy);
+            let expires_at = self.wxauth.expires_at(&outcome.session);
             Ok(Response::new(pb::ExchangeCodeResponse {
                 session_token: outcome.token.expose().clone(),
                 expires_at: Some(timestamp(expires_at)),
@@ -60,7 +61,7 @@ impl AuthService for AuthApi {
             let (session, user) = self.wxauth.verify_token(&req.session_token).await?;
             Ok(Response::new(pb::VerifyTokenResponse {
                 user: Some(user_to_proto(user)),
-                expires_at: Some(timestamp(session.effective_expiry(&self.wxauth.policy))),
+                expires_at: Some(timestamp(self.wxauth.expires_at(&session))),
             }))
         })
         .await
@@ -114,6 +115,44 @@ impl AuthService for AuthApi {
                 .await?;
             Ok(Response::new(pb::RevokeTokenResponse {
                 revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
+            }))
+        })
+        .await
+    }
+
+    async fn find_users(
+        &self,
+        request: Request<pb::FindUsersRequest>,
+    ) -> Result<Response<pb::FindUsersResponse>, Status> {
+        observe("FindUsers", async move {
+            use pb::find_users_request::Key;
+            let (unionid, user_id) = match request.into_inner().key {
+                Some(Key::Unionid(u)) => (Some(u), None),
+                Some(Key::UserId(id)) => (None, Some(id)),
+                None => (None, None),
+            };
+            let key = UserKey::parse(unionid, user_id)?;
+            let users = self.wxauth.find_users(&key).await?;
+            Ok(Response::new(pb::FindUsersResponse {
+                users: users.into_iter().map(user_to_proto).collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn get_access_token(
+        &self,
+        request: Request<pb::GetAccessTokenRequest>,
+    ) -> Result<Response<pb::GetAccessTokenResponse>, Status> {
+        observe("GetAccessToken", async move {
+            let deadline = caller_deadline(&request);
+            let req = request.into_inner();
+            let (app_id, token) =
+                with_caller_deadline(deadline, self.wxauth.access_token(&req.app_id)).await?;
+            Ok(Response::new(pb::GetAccessTokenResponse {
+                app_id,
+                access_token: token.token.expose().clone(),
+                expires_at: Some(timestamp(token.expires_at)),
             }))
         })
         .await

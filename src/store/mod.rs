@@ -141,6 +141,12 @@ pub trait Store: Send + Sync + 'static {
     /// `before`; returns how many.
     async fn purge_codes(&self, before: i64) -> Result<u64>;
 
+    /// Users with a unionid, across apps, oldest first (at most 100).
+    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>>;
+
+    /// A user by id.
+    async fn user(&self, user_id: &str) -> Result<Option<User>>;
+
     /// The session_keys held for a user.
     async fn session_keys(&self, user_id: &str) -> Result<SessionKeys>;
 

@@ -241,6 +241,14 @@ impl Store for PgStore {
         Ok(done.rows_affected() + phones)
     }
 
+    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>> {
+        shared::postgres::users_by_unionid(&self.pool, unionid).await
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<User>> {
+        shared::postgres::user(&self.pool, user_id).await
+    }
+
     async fn session_keys(&self, user_id: &str) -> Result<SessionKeys> {
         shared::postgres::session_keys(&self.pool, user_id).await
     }

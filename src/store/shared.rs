@@ -216,6 +216,24 @@ macro_rules! shared_statements {
             Ok(())
         }
 
+        pub async fn users_by_unionid(pool: &Pool, unionid: &str) -> Result<Vec<User>> {
+            let rows: Vec<UserRow> = sqlx::query_as(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE unionid = $1 ORDER BY created_at, user_id LIMIT 100"
+            ))
+            .bind(unionid)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        pub async fn user(pool: &Pool, user_id: &str) -> Result<Option<User>> {
+            let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"))
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(Into::into))
+        }
+
         /// Stores verified profile data inside a login transaction.
         pub async fn set_profile_in(
             conn: &mut <$db as sqlx::Database>::Connection,

@@ -287,6 +287,14 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() + phones)
     }
 
+    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>> {
+        shared::sqlite::users_by_unionid(&self.pool, unionid).await
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<User>> {
+        shared::sqlite::user(&self.pool, user_id).await
+    }
+
     async fn session_keys(&self, user_id: &str) -> Result<SessionKeys> {
         shared::sqlite::session_keys(&self.pool, user_id).await
     }

@@ -15,10 +15,12 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 use wxauth::grpc::pb::auth_service_client::AuthServiceClient;
 use wxauth::grpc::pb::bind_phone_request::Source;
+use wxauth::grpc::pb::find_users_request::Key as FindKey;
 use wxauth::grpc::pb::{
     BindPhoneRequest, BindPhoneResponse, CheckSessionRequest, CheckSessionResponse, EncryptedPhone,
     ExchangeCodeRequest, ExchangeCodeResponse, RevokeTokenRequest, VerifyTokenRequest, VerifyTokenResponse,
 };
+use wxauth::grpc::pb::{FindUsersRequest, GetAccessTokenRequest, GetAccessTokenResponse};
 use wxauth::store::testing::{postgres_url, PgSchema};
 use wxauth::wechat::sim::{LoginResponse, PhoneResponse, Simulator};
 use wxauth::{Application, Clock, Config};
@@ -326,12 +328,23 @@ impl TestApp {
 
     /// Like [`TestApp::spawn_with`] for a mini program with another app id.
     pub async fn spawn_for_app(app_id: &str, configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_for_apps(&[app_id], configure).await
+    }
+
+    /// A wxauth serving several mini programs (the first is the simulator's
+    /// default). With more than one, they are configured as `[[apps]]`
+    /// entries whose secrets come from a file, as a deployment would.
+    pub async fn spawn_for_apps(app_ids: &[&str], configure: impl FnOnce(&mut Config)) -> Self {
         init_logs();
+        let app_id = app_ids[0];
         let clock = Clock::adjustable();
         let simulator = Simulator::start(
             "127.0.0.1:0".parse().unwrap(),
             clock.clone(),
-            vec![(app_id.into(), APP_SECRET.into())],
+            app_ids
+                .iter()
+                .map(|id| (id.to_string(), APP_SECRET.to_owned()))
+                .collect(),
         )
         .await
         .unwrap();
@@ -345,6 +358,17 @@ impl TestApp {
         config.wechat_base_url = simulator.base_url();
         config.server_key = Some(random_server_key().into());
         config.wechat_timeout = Duration::from_secs(3);
+        if app_ids.len() > 1 {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let secret_file = dir.join("app-secret");
+            std::fs::write(&secret_file, APP_SECRET).unwrap();
+            config.apps = app_ids
+                .iter()
+                .map(|id| {
+                    toml::from_str(&format!("app_id = \"{id}\"\nsecret_file = {:?}", secret_file)).unwrap()
+                })
+                .collect();
+        }
         configure(&mut config);
         let sim = SimControl {
             base_url: simulator.base_url(),
@@ -444,6 +468,28 @@ impl TestApp {
             .clone()
             .verify_token(VerifyTokenRequest {
                 session_token: token.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn find(&self, key: FindKey) -> Result<Vec<wxauth::grpc::pb::User>, tonic::Status> {
+        self.find_raw(Some(key)).await
+    }
+
+    pub async fn find_raw(&self, key: Option<FindKey>) -> Result<Vec<wxauth::grpc::pb::User>, tonic::Status> {
+        self.client
+            .clone()
+            .find_users(FindUsersRequest { key })
+            .await
+            .map(|r| r.into_inner().users)
+    }
+
+    pub async fn access_token(&self, app_id: &str) -> Result<GetAccessTokenResponse, tonic::Status> {
+        self.client
+            .clone()
+            .get_access_token(GetAccessTokenRequest {
+                app_id: app_id.into(),
             })
             .await
             .map(|r| r.into_inner())

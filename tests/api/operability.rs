@@ -1,13 +1,18 @@
 //! What a platform team watches: Prometheus metrics, request ids in logs,
 //! and the `wxauth check` probe.
 use serde_json::json;
+use tonic::Code;
+use wxauth::grpc::pb::find_users_request::Key;
+use wxauth::grpc::pb::ExchangeCodeRequest;
 
-use crate::helpers::{api_tests, captured_logs, TestApp};
+use crate::helpers::{api_tests, assert_error, captured_logs, TestApp};
 
 api_tests!(
     metrics_count_rpcs_wechat_calls_and_pool_usage_without_secrets,
     every_log_line_of_a_request_carries_its_request_id,
     the_check_subcommand_reports_a_serving_server,
+    several_mini_programs_share_a_deployment_and_unionid_links_their_users,
+    get_access_token_shares_wxauths_token,
 );
 
 async fn metrics_count_rpcs_wechat_calls_and_pool_usage_without_secrets() {
@@ -78,4 +83,82 @@ async fn the_check_subcommand_reports_a_serving_server() {
         .await
         .unwrap();
     assert!(!status.success(), "nothing listens there");
+}
+
+const SHOP: &str = "wxshopapp00000001";
+const GAME: &str = "wxgameapp00000002";
+
+async fn several_mini_programs_share_a_deployment_and_unionid_links_their_users() {
+    let app = TestApp::spawn_for_apps(&[SHOP, GAME], |c| {
+        c.apps[1].phone_required = Some(true);
+    })
+    .await;
+    let unionid = "ocMvos6NjeKLIBqg5Mr9QjxrP1FA";
+    let mut users = Vec::new();
+    for app_id in [SHOP, GAME] {
+        let code = app
+            .sim
+            .login(json!({ "app_id": app_id, "unionid": unionid }))
+            .await
+            .code;
+        let response = app
+            .client
+            .clone()
+            .exchange_code(ExchangeCodeRequest {
+                code,
+                app_id: app_id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        users.push((response.user.unwrap(), response.session_token));
+    }
+    let (shop_user, shop_token) = &users[0];
+    let (game_user, game_token) = &users[1];
+    assert_ne!(shop_user.user_id, game_user.user_id, "users are per app");
+    assert_eq!(
+        app.verify(shop_token).await.unwrap().user.unwrap().unionid,
+        unionid
+    );
+    assert_error(
+        app.verify(game_token).await,
+        Code::PermissionDenied,
+        "PHONE_REQUIRED",
+    );
+
+    let found = app.find(Key::Unionid(unionid.into())).await.unwrap();
+    let apps: Vec<_> = found.iter().map(|u| u.app_id.as_str()).collect();
+    assert_eq!(apps, [SHOP, GAME]);
+    let found = app.find(Key::UserId(game_user.user_id.clone())).await.unwrap();
+    assert_eq!(found, std::slice::from_ref(game_user));
+    assert!(app.find(Key::Unionid("nobody".into())).await.unwrap().is_empty());
+    assert_error(
+        app.find_raw(None).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+
+    // With two apps, a request must say which.
+    let code = app.sim.new_code().await.code;
+    assert_error(
+        app.exchange(&code).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+}
+
+async fn get_access_token_shares_wxauths_token() {
+    let app = TestApp::spawn().await;
+    let first = app.access_token("").await.unwrap();
+    let second = app.access_token(crate::helpers::APP_ID).await.unwrap();
+    assert_eq!(first.access_token, second.access_token);
+    assert_eq!(first.app_id, crate::helpers::APP_ID);
+    assert!(first.expires_at.unwrap().seconds * 1000 > app.clock.now_ms() + 5 * 60 * 1000);
+    assert_eq!(app.sim.calls("stable_token").await, 1);
+    assert_error(
+        app.access_token("wxnotconfigured000").await,
+        Code::InvalidArgument,
+        "APP_UNKNOWN",
+    );
 }

@@ -1,0 +1,43 @@
+//! FindUsers: internal services look users up by unionid (one person across
+//! mini programs) or by user_id; never by openid.
+use crate::error::{Error, Result};
+use crate::model::User;
+use crate::service::Wxauth;
+
+/// What FindUsers looks up.
+#[derive(Clone, Debug)]
+pub enum UserKey {
+    Unionid(String),
+    UserId(String),
+}
+
+impl UserKey {
+    /// Checks the key's shape before any query.
+    pub fn parse(unionid: Option<String>, user_id: Option<String>) -> Result<Self> {
+        let key = match (unionid, user_id) {
+            (Some(u), None) => (Self::Unionid(u.clone()), "unionid", u),
+            (None, Some(id)) => (Self::UserId(id.clone()), "user_id", id),
+            _ => return Err(Error::invalid("key", "unionid or user_id is required")),
+        };
+        let (key, field, value) = key;
+        if value.is_empty() || value.len() > 64 {
+            return Err(Error::invalid(field, "must be 1..=64 characters"));
+        }
+        Ok(key)
+    }
+}
+
+impl Wxauth {
+    /// FindUsers: the users with a unionid, or the user with an id, limited
+    /// to the apps this deployment serves.
+    pub async fn find_users(&self, key: &UserKey) -> Result<Vec<User>> {
+        let users = match key {
+            UserKey::Unionid(unionid) => self.store.users_by_unionid(unionid).await?,
+            UserKey::UserId(id) => self.store.user(id).await?.into_iter().collect(),
+        };
+        Ok(users
+            .into_iter()
+            .filter(|u| self.apps.resolve(&u.app_id).is_ok())
+            .collect())
+    }
+}
