@@ -21,7 +21,7 @@ use crate::crypto::{random_bytes, ServerKeys};
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, AuthApi, MAX_MESSAGE_SIZE};
 use crate::login::CODE_TTL_MS;
 use crate::model::TokenPolicy;
-use crate::service::{PhoneSettings, Settings, Wxauth};
+use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
 use crate::store;
 use crate::wechat::client::{AppCredentials, RetryPolicy};
 use crate::wechat::guard::GuardConfig;
@@ -113,6 +113,10 @@ impl Application {
             Settings {
                 policy,
                 claim_wait,
+                token_cache: TokenCacheSettings {
+                    capacity: config.token_cache_size,
+                    ttl: config.token_cache_ttl,
+                },
                 phone: PhoneSettings {
                     max_age_ms: ms(config.phone_max_age),
                     key_grace_ms: ms(config.session_key_grace),
@@ -232,6 +236,8 @@ impl Application {
             task.abort();
         }
         janitor.abort();
+        // Last-seen times recorded by the drained calls.
+        self.wxauth.last_seen.flush().await;
         if let Some(sim) = self.simulator {
             sim.stop().await;
         }

@@ -8,6 +8,8 @@
 //!   operations on [`service::Wxauth`], no tonic/prost.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
 //!   errcodes) and the WeChat simulator.
+//! - [`token_cache`], [`last_seen`]: the VerifyToken hot path: recently
+//!   verified sessions, and last-seen times written in batches.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
 //!   the contract tests both pass; all SQL lives there.
 //! - [`crypto`]: tokens, keyed hashes, AES-CBC and signatures: pure functions.
@@ -31,6 +33,7 @@ pub mod config_file;
 pub mod crypto;
 pub mod error;
 pub mod grpc;
+pub mod last_seen;
 pub mod limits;
 pub mod login;
 pub mod metrics;
@@ -41,6 +44,7 @@ pub mod service;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod token_cache;
 pub mod user_info;
 pub mod users;
 pub mod wechat;

@@ -222,6 +222,9 @@ impl Wxauth {
             .await?;
         if record.created {
             tracing::info!(user_id = %record.user.user_id, app_id = %app.id(), "new user registered");
+        } else {
+            // The login may have changed the unionid or the profile.
+            self.token_cache.forget_user(&record.user.user_id);
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(record.session.id),
@@ -246,6 +249,7 @@ impl Wxauth {
                 .store
                 .set_profile(&user.user_id, &profile, self.clock.now_ms())
                 .await?;
+            self.token_cache.forget_user(&user.user_id);
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(id),

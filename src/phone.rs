@@ -103,6 +103,7 @@ impl Wxauth {
             .store
             .bind_phone(&user.user_id, &phone, self.clock.now_ms())
             .await?;
+        self.token_cache.forget_user(&user.user_id);
         if binding.changed {
             tracing::info!(user_id = %user.user_id, replaced = binding.previous.is_some(), "phone bound");
         }

@@ -6,9 +6,11 @@ use crate::access_token::AccessTokens;
 use crate::apps::Apps;
 use crate::clock::Clock;
 use crate::crypto::ServerKeys;
+use crate::last_seen::LastSeen;
 use crate::login::LoginOutcome;
 use crate::model::TokenPolicy;
 use crate::store::Store;
+use crate::token_cache::TokenCache;
 use crate::wechat::WechatClient;
 
 pub struct Wxauth {
@@ -28,6 +30,21 @@ pub struct Wxauth {
     pub(crate) phone: PhoneSettings,
     /// Recent /wxa/checksession answers by (user, session_key version).
     pub(crate) key_checks: moka::future::Cache<(String, i64), bool>,
+    /// Sessions verified recently (see `token_cache` for why it is safe).
+    pub(crate) token_cache: Arc<TokenCache>,
+    /// Last-seen times waiting to be written.
+    pub(crate) last_seen: LastSeen,
+    /// Background tasks that live as long as the service: the store's
+    /// change feed and the last-seen writer.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Wxauth {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Tunables of the domain service.
@@ -37,6 +54,16 @@ pub struct Settings {
     /// How long to wait for another request's claim on the same code.
     pub claim_wait: std::time::Duration,
     pub phone: PhoneSettings,
+    pub token_cache: TokenCacheSettings,
+}
+
+/// Size of the VerifyToken cache.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenCacheSettings {
+    /// Most sessions cached; 0 disables the cache.
+    pub capacity: u64,
+    /// Longest a session stays cached without being read again from the store.
+    pub ttl: std::time::Duration,
 }
 
 /// Phone-binding limits, in milliseconds.
@@ -63,7 +90,21 @@ impl Wxauth {
             policy,
             claim_wait,
             phone,
+            token_cache,
         } = settings;
+        let cache = Arc::new(TokenCache::new(token_cache.capacity, token_cache.ttl));
+        let feed = {
+            let cache = cache.clone();
+            store.watch_changes(Arc::new(move |change| cache.apply(change)))
+        };
+        if feed.is_none() {
+            cache.no_other_writers();
+        }
+        let last_seen = LastSeen::new(store.clone());
+        let tasks = feed
+            .into_iter()
+            .chain([tokio::spawn(last_seen.clone().run())])
+            .collect();
         let code_flights = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(std::time::Duration::from_secs(60))
@@ -87,6 +128,9 @@ impl Wxauth {
             access_tokens,
             phone,
             key_checks,
+            token_cache: cache,
+            last_seen,
+            tasks,
         }
     }
 

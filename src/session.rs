@@ -1,5 +1,7 @@
 //! Session tokens after login: verifying ("whose token is this?"),
 //! checking session_key freshness, and revoking.
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use crate::crypto::{SessionId, TOKEN_LEN};
 use crate::error::{Error, Result};
 use crate::model::{Session, User};
@@ -35,21 +37,48 @@ impl Wxauth {
     }
 
     /// The live session behind a token, with no policy applied (BindPhone,
-    /// CheckSession and RevokeToken accept users without a phone).
+    /// CheckSession and RevokeToken accept users without a phone). Answered
+    /// from the token cache when it may (see `token_cache`), else the store.
     pub(crate) async fn live_session(&self, token: &str) -> Result<(Session, User)> {
         let id = self.parse_token(token)?;
-        let (mut session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
+        if let Some(hit) = self.token_cache.get(&id) {
+            let session = hit.session();
+            // Only a live answer comes from the cache; anything else is the
+            // store's to say.
+            if self.check_active(&session).is_ok() {
+                crate::metrics::cache("token", true);
+                let session = self.note_use(session, &hit.last_seen_at);
+                return Ok((session, hit.user.clone()));
+            }
+        }
+        crate::metrics::cache("token", false);
+        let ticket = self.token_cache.ticket();
+        let (session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
         self.check_active(&session)?;
+        let session = match self.token_cache.insert(ticket, session.clone(), user.clone()) {
+            Some(cached) => self.note_use(session, &cached.last_seen_at),
+            None => self.note_use(session.clone(), &AtomicI64::new(session.last_seen_at)),
+        };
+        Ok((session, user))
+    }
+
+    /// Idle-expiry bookkeeping, throttled: at most one record per session
+    /// per touch interval (the idle timeout's precision), written in the
+    /// background by `last_seen`. `last_seen_at` is the cached time, moved
+    /// here so that concurrent verifications record once.
+    fn note_use(&self, mut session: Session, last_seen_at: &AtomicI64) -> Session {
         let now = self.clock.now_ms();
-        // Idle-expiry bookkeeping is throttled: at most one write per token
-        // per touch interval, so the idle timeout is precise to that interval.
-        if now - session.last_seen_at >= self.policy.touch_interval_ms {
-            self.store
-                .touch_session(id, now, now - self.policy.touch_interval_ms)
-                .await?;
+        let interval = self.policy_of(&session.app_id).touch_interval_ms;
+        let seen = session.last_seen_at;
+        if now - seen >= interval
+            && last_seen_at
+                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.last_seen.record(session.id, now, now - interval);
             session.last_seen_at = now;
         }
-        Ok((session, user))
+        session
     }
 
     fn parse_token(&self, token: &str) -> Result<SessionId> {
@@ -78,9 +107,13 @@ impl Wxauth {
         let (session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
         let now = self.clock.now_ms();
         let revoked = if all_sessions {
-            self.store.revoke_user_sessions(&user.user_id, now).await?
+            let n = self.store.revoke_user_sessions(&user.user_id, now).await?;
+            self.token_cache.forget_user(&user.user_id);
+            n
         } else {
-            self.store.revoke_session(session.id, now).await?
+            let n = self.store.revoke_session(session.id, now).await?;
+            self.token_cache.forget_session(&session.id);
+            n
         };
         tracing::info!(user_id = %user.user_id, revoked, all_sessions, "tokens revoked");
         Ok(revoked)

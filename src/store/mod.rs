@@ -4,6 +4,7 @@
 //! this module.
 #[cfg(test)]
 mod contract_tests;
+mod pg_changes;
 mod postgres;
 mod rows;
 mod shared;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, TokenPolicy, User, WechatSession,
 };
+use crate::token_cache::ChangeSink;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -48,6 +50,14 @@ impl Default for PoolSettings {
             statement_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// One use of a session to record; see [`Store::touch_sessions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Touch {
+    pub id: SessionId,
+    pub seen_at: i64,
+    pub if_before: i64,
 }
 
 /// Where a code claim stands, as another request sees it.
@@ -134,8 +144,17 @@ pub trait Store: Send + Sync + 'static {
     /// A session and its user.
     async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>>;
 
-    /// Records use of a session, at most once per `touch_interval`.
-    async fn touch_session(&self, id: SessionId, now: i64, touched_before: i64) -> Result<()>;
+    /// Records use of sessions, in one statement or transaction. Each
+    /// session's last-seen time moves to `seen_at` only if it is before
+    /// `if_before`, so it never moves back and writes stay throttled to the
+    /// touch interval. Unknown sessions are skipped.
+    async fn touch_sessions(&self, touches: &[Touch]) -> Result<()>;
+
+    /// Starts delivering changes other writers commit (revocations, user
+    /// changes) and heartbeats to `sink`, for caches; see
+    /// [`crate::token_cache`]. `None` when nobody else writes to this
+    /// database (SQLite serves one process), so there is nothing to watch.
+    fn watch_changes(&self, sink: ChangeSink) -> Option<tokio::task::JoinHandle<()>>;
 
     /// Deletes code claims and remembered phone codes created before
     /// `before`; returns how many.

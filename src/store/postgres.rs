@@ -7,15 +7,14 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-use super::rows::{
-    ClaimRow, SessionRow, SessionUserRow, UserRow, SESSION_COLUMNS, SESSION_USER_COLUMNS, USER_COLUMNS,
-};
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store};
+use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store, Touch};
 use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
     Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession,
 };
+use crate::token_cache::ChangeSink;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -212,24 +211,29 @@ impl Store for PgStore {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
-        let row: Option<SessionUserRow> = sqlx::query_as(&format!(
-            "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
-             WHERE s.id = $1"
-        ))
-        .bind(id.to_hex())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(SessionUserRow::into_domain).transpose()
+        shared::postgres::session(&self.pool, id).await
     }
 
-    async fn touch_session(&self, id: SessionId, now: i64, touched_before: i64) -> Result<()> {
-        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $3")
-            .bind(id.to_hex())
-            .bind(now)
-            .bind(touched_before)
-            .execute(&self.pool)
-            .await?;
+    async fn touch_sessions(&self, touches: &[Touch]) -> Result<()> {
+        // One statement for the whole batch: arrays in, a join, one round trip.
+        let ids: Vec<String> = touches.iter().map(|t| t.id.to_hex()).collect();
+        let seen: Vec<i64> = touches.iter().map(|t| t.seen_at).collect();
+        let before: Vec<i64> = touches.iter().map(|t| t.if_before).collect();
+        sqlx::query(
+            "UPDATE sessions s SET last_seen_at = t.seen_at
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t (id, seen_at, if_before)
+             WHERE s.id = t.id AND s.last_seen_at < t.if_before",
+        )
+        .bind(ids)
+        .bind(seen)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    fn watch_changes(&self, sink: ChangeSink) -> Option<tokio::task::JoinHandle<()>> {
+        Some(super::pg_changes::spawn(self.pool.clone(), sink))
     }
 
     async fn purge_codes(&self, before: i64) -> Result<u64> {

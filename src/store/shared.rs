@@ -6,10 +6,25 @@ macro_rules! shared_statements {
     ($db:ty) => {
         use crate::crypto::SessionId;
         use crate::error::{Error, Result};
-        use crate::model::{Phone, PhoneBinding, Profile, SessionKeys, StoredAccessToken, User};
-        use crate::store::rows::{AccessTokenRow, PhoneCodeRow, PhoneRow, SessionKeysRow, UserRow, USER_COLUMNS};
+        use crate::model::{Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User};
+        use crate::store::rows::{
+            AccessTokenRow, PhoneCodeRow, PhoneRow, SessionKeysRow, SessionUserRow, UserRow, SESSION_USER_COLUMNS,
+            USER_COLUMNS,
+        };
 
         type Pool = sqlx::Pool<$db>;
+
+        /// A session and its user, in one query (the cold path of VerifyToken).
+        pub async fn session(pool: &Pool, id: SessionId) -> Result<Option<(Session, User)>> {
+            let row: Option<SessionUserRow> = sqlx::query_as(&format!(
+                "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
+                 WHERE s.id = $1"
+            ))
+            .bind(id.to_hex())
+            .fetch_optional(pool)
+            .await?;
+            row.map(SessionUserRow::into_domain).transpose()
+        }
 
         pub async fn session_keys(pool: &Pool, user_id: &str) -> Result<SessionKeys> {
             let row: SessionKeysRow = sqlx::query_as(

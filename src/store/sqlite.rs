@@ -1,5 +1,12 @@
-//! The SQLite store: the embedded default. One file, WAL journal, a busy
-//! timeout so concurrent writers wait instead of failing.
+//! The SQLite store: the embedded default. One file, WAL journal.
+//!
+//! SQLite has one writer at a time. Writers that contend for its lock wait
+//! in its busy handler, which sleeps in growing steps (up to 100 ms) and
+//! under load makes latency jump; so every write goes through a pool of one
+//! connection (`writer`), where requests queue in order instead, and reads
+//! use the other connections (`readers`), which WAL lets run beside the
+//! writer. The busy timeout remains for other processes (an operator's
+//! `sqlite3` shell, a backup).
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -8,18 +15,23 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store, Touch};
 use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
     Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession,
 };
+use crate::token_cache::ChangeSink;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection (the same pool as `pool` for in-memory databases).
+    writer: SqlitePool,
+    memory: bool,
 }
 
 impl SqliteStore {
@@ -36,32 +48,46 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let memory = url.contains(":memory:");
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database lives in one connection.
-            .max_connections(if memory { 1 } else { settings.max_connections })
-            .idle_timeout(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
-            })
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+        // An in-memory database lives in one connection.
+        let readers = if memory {
+            1
+        } else {
+            settings.max_connections.saturating_sub(1).max(1)
+        };
+        let pool = pool_options(settings, readers, memory)
+            .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let writer = if memory {
+            pool.clone()
+        } else {
+            pool_options(settings, 1, memory).connect_with(options).await?
+        };
+        MIGRATOR.run(&writer).await?;
+        Ok(Self { pool, writer, memory })
     }
+}
+
+fn pool_options(settings: &PoolSettings, max_connections: u32, memory: bool) -> SqlitePoolOptions {
+    let keep = |d| (!memory).then_some(d);
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .idle_timeout(keep(Duration::from_secs(600)))
+        .max_lifetime(keep(Duration::from_secs(3600)))
+        .acquire_timeout(settings.acquire_timeout)
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     fn pool_stats(&self) -> (u32, u32, u32) {
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
-        (self.pool.size(), idle, self.pool.options().get_max_connections())
+        let pools: &[&SqlitePool] = if self.memory {
+            &[&self.pool]
+        } else {
+            &[&self.pool, &self.writer]
+        };
+        pools.iter().fold((0, 0, 0), |(size, idle, max), p| {
+            let n = u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
+            (size + p.size(), idle + n, max + p.options().get_max_connections())
+        })
     }
 
     async fn ping(&self) -> Result<()> {
@@ -103,7 +129,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(expired_before)
         .bind(abandoned_before)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         if let Some(row) = acquired {
             return Ok(Claim::Acquired {
@@ -130,7 +156,7 @@ impl Store for SqliteStore {
         )
         .bind(code_hash)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -140,7 +166,7 @@ impl Store for SqliteStore {
             None => {
                 sqlx::query("DELETE FROM code_exchanges WHERE code_hash = ?1 AND state = 'pending'")
                     .bind(code_hash)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
             }
             Some(e) => {
@@ -152,7 +178,7 @@ impl Store for SqliteStore {
                 .bind(&e.openid)
                 .bind(&e.unionid)
                 .bind(e.session_key.expose())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             }
         }
@@ -163,7 +189,7 @@ impl Store for SqliteStore {
         // The first statement writes, so the transaction takes SQLite's write
         // lock at once: concurrent logins serialise here, which is what
         // makes the login-window lookup below race-free.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let user: UserRow = sqlx::query_as(&format!(
             "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_at, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)
@@ -253,37 +279,35 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
-        let Some(session): Option<SessionRow> =
-            sqlx::query_as(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"))
-                .bind(id.to_hex())
-                .fetch_optional(&self.pool)
-                .await?
-        else {
-            return Ok(None);
-        };
-        let user: UserRow = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1"))
-            .bind(&session.user_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some((session.try_into()?, user.into())))
+        shared::sqlite::session(&self.pool, id).await
     }
 
-    async fn touch_session(&self, id: SessionId, now: i64, touched_before: i64) -> Result<()> {
-        sqlx::query("UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?3")
-            .bind(id.to_hex())
-            .bind(now)
-            .bind(touched_before)
-            .execute(&self.pool)
-            .await?;
+    async fn touch_sessions(&self, touches: &[Touch]) -> Result<()> {
+        // One transaction, one commit, for the whole batch.
+        let mut tx = self.writer.begin().await?;
+        for t in touches {
+            sqlx::query("UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?3")
+                .bind(t.id.to_hex())
+                .bind(t.seen_at)
+                .bind(t.if_before)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    fn watch_changes(&self, _sink: ChangeSink) -> Option<tokio::task::JoinHandle<()>> {
+        // One process writes to a SQLite file: its own changes are all there is.
+        None
     }
 
     async fn purge_codes(&self, before: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM code_exchanges WHERE created_at < ?1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
-        let phones = shared::sqlite::purge_phone_codes(&self.pool, before).await?;
+        let phones = shared::sqlite::purge_phone_codes(&self.writer, before).await?;
         Ok(done.rows_affected() + phones)
     }
 
@@ -300,19 +324,19 @@ impl Store for SqliteStore {
     }
 
     async fn bind_phone(&self, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding> {
-        shared::sqlite::bind_phone(&self.pool, user_id, phone, now).await
+        shared::sqlite::bind_phone(&self.writer, user_id, phone, now).await
     }
 
     async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
-        shared::sqlite::set_profile(&self.pool, user_id, profile, now).await
+        shared::sqlite::set_profile(&self.writer, user_id, profile, now).await
     }
 
     async fn revoke_session(&self, id: SessionId, now: i64) -> Result<u64> {
-        shared::sqlite::revoke_session(&self.pool, id, now).await
+        shared::sqlite::revoke_session(&self.writer, id, now).await
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64> {
-        shared::sqlite::revoke_user_sessions(&self.pool, user_id, now).await
+        shared::sqlite::revoke_user_sessions(&self.writer, user_id, now).await
     }
 
     async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>> {
@@ -326,11 +350,11 @@ impl Store for SqliteStore {
         phone: &Phone,
         now: i64,
     ) -> Result<()> {
-        shared::sqlite::remember_phone_code(&self.pool, code_hash, user_id, phone, now).await
+        shared::sqlite::remember_phone_code(&self.writer, code_hash, user_id, phone, now).await
     }
 
     async fn count_phone_lookup(&self, user_id: &str, day: i64) -> Result<i64> {
-        shared::sqlite::count_phone_lookup(&self.pool, user_id, day).await
+        shared::sqlite::count_phone_lookup(&self.writer, user_id, day).await
     }
 
     async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>> {
@@ -338,18 +362,18 @@ impl Store for SqliteStore {
     }
 
     async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()> {
-        shared::sqlite::save_access_token(&self.pool, app_id, token, now).await
+        shared::sqlite::save_access_token(&self.writer, app_id, token, now).await
     }
 
     async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool> {
-        shared::sqlite::claim_token_refresh(&self.pool, app_id, now, until).await
+        shared::sqlite::claim_token_refresh(&self.writer, app_id, now, until).await
     }
 
     async fn release_token_refresh(&self, app_id: &str) -> Result<()> {
-        shared::sqlite::release_token_refresh(&self.pool, app_id).await
+        shared::sqlite::release_token_refresh(&self.writer, app_id).await
     }
 
     async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-        shared::sqlite::drop_access_token(&self.pool, app_id, token).await
+        shared::sqlite::drop_access_token(&self.writer, app_id, token).await
     }
 }

@@ -3,9 +3,45 @@
 //! the server key and WeChat). What works on one instance works across them.
 use std::collections::{HashMap, HashSet};
 
-use serde_json::json;
+use std::time::{Duration, Instant};
 
-use crate::helpers::{api_tests, TestApp};
+use serde_json::json;
+use tonic::Code;
+
+use crate::helpers::{api_tests, reason, TestApp};
+
+/// The documented bound: a revocation on one replica reaches every other
+/// replica's VerifyToken cache within a second.
+const BOUND: Duration = Duration::from_secs(1);
+
+/// Verifies on `replica` until it answers with `reason`; panics if that
+/// takes longer than the bound after `since`.
+async fn until_refused(replica: &TestApp, token: &str, expected: &str, since: Instant) {
+    loop {
+        match replica.verify(token).await {
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                assert_eq!(reason(&status), expected);
+                return;
+            }
+            Ok(_) => assert!(
+                since.elapsed() < BOUND,
+                "still verified {:?} after the change",
+                since.elapsed()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Verifies on `replica` for a while, so that its cache holds the token and
+/// its change feed is up (heartbeats every 250 ms).
+async fn warm(replica: &TestApp, token: &str) {
+    for _ in 0..40 {
+        replica.verify(token).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 api_tests!(
     sqlite: [],
@@ -15,6 +51,10 @@ api_tests!(
         parallel_logins_of_one_user_over_both_replicas_end_with_one_user_and_one_session,
         fifty_concurrent_first_logins_over_both_replicas_create_one_user_per_openid,
         the_access_token_is_fetched_by_one_replica_and_reused_by_the_other,
+        a_token_revoked_on_one_replica_fails_on_the_other_within_a_second,
+        revoking_all_sessions_on_one_replica_reaches_the_others_cache,
+        a_phone_bound_on_one_replica_shows_on_the_other_within_a_second,
+        a_replica_whose_change_feed_was_cut_still_honours_revocations,
     ],
 );
 
@@ -140,4 +180,84 @@ async fn the_access_token_is_fetched_by_one_replica_and_reused_by_the_other() {
         replica.bind_code(&token, &phone.phone_code).await.unwrap();
     }
     assert_eq!(a.sim.calls("stable_token").await, 2);
+}
+
+async fn a_token_revoked_on_one_replica_fails_on_the_other_within_a_second() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    for _ in 0..3 {
+        let token = a.login_new_user().await.session_token;
+        warm(&b, &token).await;
+        let revoked_at = Instant::now();
+        assert_eq!(a.revoke(&token, false).await.unwrap(), 1);
+        until_refused(&b, &token, "TOKEN_REVOKED", revoked_at).await;
+    }
+}
+
+async fn revoking_all_sessions_on_one_replica_reaches_the_others_cache() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    let openid = a.sim.new_code().await.openid;
+    // Two sessions of one user (logins outside the window: clock moved).
+    let first = a.exchange(&a.sim.code_for(&openid).await.code).await.unwrap();
+    a.clock.advance(Duration::from_secs(120));
+    let second = b.exchange(&a.sim.code_for(&openid).await.code).await.unwrap();
+    assert_ne!(first.session_token, second.session_token);
+    warm(&b, &first.session_token).await;
+    warm(&b, &second.session_token).await;
+    let revoked_at = Instant::now();
+    assert_eq!(a.revoke(&first.session_token, true).await.unwrap(), 2);
+    until_refused(&b, &second.session_token, "TOKEN_REVOKED", revoked_at).await;
+    until_refused(&b, &first.session_token, "TOKEN_REVOKED", revoked_at).await;
+}
+
+async fn a_phone_bound_on_one_replica_shows_on_the_other_within_a_second() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    let login = a.sim.new_code().await;
+    let token = a.exchange(&login.code).await.unwrap().session_token;
+    warm(&b, &token).await;
+    let phone = a
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13580006666" }))
+        .await;
+    let bound_at = Instant::now();
+    a.bind_code(&token, &phone.phone_code).await.unwrap();
+    loop {
+        let user = b.verify(&token).await.unwrap().user.unwrap();
+        if user.phone_number == "13580006666" {
+            break;
+        }
+        assert!(
+            bound_at.elapsed() < BOUND,
+            "the old user still served after {:?}",
+            bound_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A change feed whose connection dies may miss notifications; the replica
+/// must then not answer from its cache beyond the bound.
+async fn a_replica_whose_change_feed_was_cut_still_honours_revocations() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    let token = a.login_new_user().await.session_token;
+    warm(&b, &token).await;
+    // Cut every listening connection (other tests' replicas reconnect too),
+    // and revoke while they are down.
+    a.count(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'",
+        &[],
+    )
+    .await;
+    let revoked_at = Instant::now();
+    assert_eq!(a.revoke(&token, false).await.unwrap(), 1);
+    until_refused(&b, &token, "TOKEN_REVOKED", revoked_at).await;
+    // The feed comes back, and with it the cache.
+    let fresh = a.login_new_user().await.session_token;
+    warm(&b, &fresh).await;
+    let revoked_at = Instant::now();
+    a.revoke(&fresh, false).await.unwrap();
+    until_refused(&b, &fresh, "TOKEN_REVOKED", revoked_at).await;
 }

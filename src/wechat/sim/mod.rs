@@ -106,6 +106,7 @@ pub fn router(state: Arc<SimState>) -> Router {
             get(api::reset_session_key).post(api::reset_session_key),
         )
         .route("/sim/login", post(sim_login))
+        .route("/sim/logins", post(sim_logins))
         .route("/sim/phone", post(sim_phone))
         .route("/sim/rotate", post(sim_rotate))
         .route("/sim/faults", post(sim_faults))
@@ -139,6 +140,34 @@ fn reply<T: Serialize>(result: Result<T, String>) -> Response {
 
 async fn sim_login(State(state): State<Arc<SimState>>, body: Option<Json<LoginRequest>>) -> Response {
     reply(state.login(body.map(|Json(b)| b).unwrap_or_default()))
+}
+
+/// `POST /sim/logins` `{"count"?, "app_id"?, "openids"?}`: many wx.logins
+/// at once (load tests): a code for each given openid (returning users),
+/// then `count` codes for new users.
+async fn sim_logins(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    control(&body, |req: BulkLoginRequest| {
+        let one = |openid| {
+            state.login(LoginRequest {
+                app_id: req.app_id.clone(),
+                openid,
+                ..Default::default()
+            })
+        };
+        let returning = req.openids.iter().map(|o| one(Some(o.clone())));
+        let new = (0..req.count.min(100_000)).map(|_| one(None));
+        let logins = returning.chain(new).collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({ "logins": logins }))
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct BulkLoginRequest {
+    #[serde(default)]
+    count: usize,
+    app_id: Option<String>,
+    #[serde(default)]
+    openids: Vec<String>,
 }
 
 async fn sim_phone(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
