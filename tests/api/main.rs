@@ -1,6 +1,8 @@
 //! One integration-test binary: real gRPC to a real wxauth, real HTTP to the
 //! WeChat simulator, a real database: every case runs on a SQLite file and
 //! on a PostgreSQL schema (see `helpers::api_tests!`).
+mod deploy;
+mod examples;
 mod helpers;
 mod limits;
 mod login;
