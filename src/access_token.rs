@@ -7,7 +7,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crate::apps::App;
+use crate::at_rest::{open_access_token, seal_access_token};
 use crate::clock::Clock;
+use crate::crypto::ServerKeys;
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
 use crate::secret::Secret;
@@ -21,6 +23,8 @@ const REFRESH_MARGIN_MS: i64 = 5 * 60 * 1000;
 pub struct AccessTokens {
     store: Arc<dyn Store>,
     wechat: WechatClient,
+    /// Seal the token in the store, which every replica reads.
+    keys: ServerKeys,
     clock: Clock,
     /// How long a refresh may take (ours, or a peer's we wait for).
     refresh_wait: std::time::Duration,
@@ -32,12 +36,14 @@ impl AccessTokens {
     pub fn new(
         store: Arc<dyn Store>,
         wechat: WechatClient,
+        keys: ServerKeys,
         clock: Clock,
         refresh_wait: std::time::Duration,
     ) -> Self {
         Self {
             store,
             wechat,
+            keys,
             clock,
             refresh_wait,
             cached: Default::default(),
@@ -86,7 +92,7 @@ impl AccessTokens {
         // token a peer still uses.
         let give_up = tokio::time::Instant::now() + self.refresh_wait;
         loop {
-            if let Some(stored) = self.store.access_token(app.id()).await? {
+            if let Some(stored) = self.stored(app).await? {
                 if self.is_fresh(&stored) {
                     return Ok(self.remember(app.id(), stored));
                 }
@@ -108,7 +114,7 @@ impl AccessTokens {
     /// Asks WeChat for the current token and persists it.
     async fn fetch(&self, app: &App) -> Result<StoredAccessToken> {
         // A peer may have finished just before we claimed.
-        if let Some(stored) = self.store.access_token(app.id()).await? {
+        if let Some(stored) = self.stored(app).await? {
             if self.is_fresh(&stored) {
                 return Ok(stored);
             }
@@ -123,7 +129,8 @@ impl AccessTokens {
             token: issued.token,
             expires_at: now + i64::try_from(issued.expires_in).unwrap_or(7200) * 1000,
         };
-        self.store.save_access_token(app.id(), &stored, now).await?;
+        let sealed = seal_access_token(&self.keys, app.id(), &stored);
+        self.store.save_access_token(app.id(), &sealed, now).await?;
         tracing::info!(
             app_id = app.id(),
             expires_in = issued.expires_in,
@@ -144,7 +151,23 @@ impl AccessTokens {
                 cached.remove(app.id());
             }
         }
-        self.store.drop_access_token(app.id(), failed).await
+        // Seals differ even for one token: compare the opened token, then
+        // drop exactly the seal read, so a peer's newer token survives.
+        let Some(sealed) = self.store.access_token(app.id()).await? else {
+            return Ok(());
+        };
+        let still_failed =
+            open_access_token(&self.keys, app.id(), &sealed).is_some_and(|t| t.token.expose() == failed);
+        if still_failed {
+            self.store.drop_access_token(app.id(), &sealed.token).await?;
+        }
+        Ok(())
+    }
+
+    /// The persisted token, opened; one that does not open counts as none.
+    async fn stored(&self, app: &App) -> Result<Option<StoredAccessToken>> {
+        let sealed = self.store.access_token(app.id()).await?;
+        Ok(sealed.and_then(|s| open_access_token(&self.keys, app.id(), &s)))
     }
 
     fn fresh_cached(&self, app_id: &str) -> Option<StoredAccessToken> {

@@ -79,7 +79,16 @@ impl Application {
         let store = store::connect(&config.database_url, &config.pool_settings())
             .await
             .context("opening the database")?;
-        let keys = ServerKeys::derive(&server_key(config)?);
+        let keys = server_keys(config)?;
+        let sealed = crate::at_rest::seal_plaintext_rows(&*store, &keys)
+            .await
+            .context("sealing secrets stored in plaintext by an earlier version")?;
+        if sealed > 0 {
+            tracing::info!(
+                rows = sealed,
+                "sealed secrets an earlier version stored in plaintext"
+            );
+        }
         let wechat = WechatClient::new(
             &base_url,
             RetryPolicy {
@@ -333,17 +342,43 @@ async fn purge_codes(wxauth: Arc<Wxauth>) {
     }
 }
 
+/// The server key and the keys it replaced.
+fn server_keys(config: &Config) -> anyhow::Result<ServerKeys> {
+    let current = server_key(config)?;
+    let previous = match &config.previous_server_keys {
+        Some(list) => list
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| decode_server_key("WXAUTH_PREVIOUS_SERVER_KEYS", k))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let mut all: Vec<&Vec<u8>> = std::iter::once(&current).chain(&previous).collect();
+    all.sort_unstable();
+    if all.windows(2).any(|w| w[0] == w[1]) {
+        bail!("WXAUTH_PREVIOUS_SERVER_KEYS repeats a key or holds the current one");
+    }
+    Ok(ServerKeys::derive(&current).with_previous(&previous))
+}
+
+/// A configured key. The decoder's error is dropped: it quotes key bytes.
+fn decode_server_key(name: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+    let raw = STANDARD
+        .decode(text.trim())
+        .map_err(|_| anyhow::anyhow!("{name} must be base64"))?;
+    if raw.len() < 32 {
+        bail!("{name} must decode to at least 32 bytes");
+    }
+    Ok(raw)
+}
+
 /// The server key: configured, or for SQLite a key file beside the
 /// database (created on first start), never inside the database.
 fn server_key(config: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(key) = &config.server_key {
-        let raw = STANDARD
-            .decode(key.expose().trim())
-            .context("WXAUTH_SERVER_KEY must be base64")?;
-        if raw.len() < 32 {
-            bail!("WXAUTH_SERVER_KEY must decode to at least 32 bytes");
-        }
-        return Ok(raw);
+        return decode_server_key("WXAUTH_SERVER_KEY", key.expose());
     }
     if !config.database_url.starts_with("sqlite:") {
         bail!("WXAUTH_SERVER_KEY is required with this database");

@@ -135,11 +135,18 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_SIM_LISTEN", default_value = "127.0.0.1:8081")]
     pub sim_listen: SocketAddr,
 
-    /// Server key (base64, at least 32 bytes) that signs session tokens and
-    /// hashes codes. Keep it out of the database. Unset with SQLite: a key
-    /// file is created beside the database file.
+    /// Server key (base64, at least 32 bytes) that signs session tokens,
+    /// hashes codes and seals session_keys and access tokens in the
+    /// database. Keep it out of the database. Unset with SQLite: a key file
+    /// is created beside the database file.
     #[arg(long, env = "WXAUTH_SERVER_KEY", hide_env_values = true, value_parser = secret)]
     pub server_key: Option<Secret<String>>,
+
+    /// Server keys the current one replaced (comma-separated base64, newest
+    /// first): tokens they signed keep verifying and rows they sealed stay
+    /// readable. Keep one for the token lifetime after a rotation.
+    #[arg(long, env = "WXAUTH_PREVIOUS_SERVER_KEYS", hide_env_values = true, value_parser = secret)]
+    pub previous_server_keys: Option<Secret<String>>,
 
     /// A token unused for this long expires (e.g. `7d`, `12h`).
     #[arg(long, env = "WXAUTH_TOKEN_IDLE_TIMEOUT", default_value = "7d", value_parser = humantime::parse_duration)]
@@ -347,8 +354,19 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let cli = Cli::parse_from(["wxauth", "--app-secret", "s3cr3t-value", "--server-key", "k3y"]);
+        let cli = Cli::parse_from([
+            "wxauth",
+            "--app-secret",
+            "s3cr3t-value",
+            "--server-key",
+            "k3y",
+            "--previous-server-keys",
+            "0ld-k3y",
+        ]);
         let dbg = format!("{cli:?}");
-        assert!(!dbg.contains("s3cr3t-value") && !dbg.contains("k3y"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cr3t-value") && !dbg.contains("k3y") && !dbg.contains("0ld"),
+            "{dbg}"
+        );
     }
 }

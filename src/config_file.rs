@@ -18,7 +18,7 @@ use crate::config::Cli;
 use crate::secret::Secret;
 
 /// Flags whose values are secrets: not allowed in the file.
-const SECRET_KEYS: &[&str] = &["app_secret", "server_key"];
+const SECRET_KEYS: &[&str] = &["app_secret", "server_key", "previous_server_keys"];
 
 /// One mini program from `[[apps]]`. Unset settings fall back to the
 /// top-level ones.
@@ -183,6 +183,7 @@ mod tests {
         for text in [
             "app_secret = \"x\"\n",
             "server_key = \"x\"\n",
+            "previous_server_keys = \"x\"\n",
             "no_such_thing = 1\n",
         ] {
             let f = file(text);

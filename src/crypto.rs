@@ -8,6 +8,11 @@
 //! so a database dump yields no usable token. Because the tag is a function
 //! of the id, wxauth can hand the same token out again (a retried code, a
 //! parallel login) without ever storing it.
+//!
+//! Secrets the database must hold (session_keys, WeChat access tokens) are
+//! sealed with AES-256-GCM: see [`Sealed`].
+use std::sync::Arc;
+
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
@@ -19,6 +24,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::secret::Secret;
+
+mod seal;
+pub use seal::{OpenError, Sealed, Slot, SEALED_PREFIX};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -63,11 +71,41 @@ impl std::fmt::Debug for SessionId {
     }
 }
 
-/// Keys derived from the one configured server key, one per purpose.
-#[derive(Clone)]
-pub struct ServerKeys {
+/// Keys derived from one server key, one per purpose.
+struct KeySet {
+    /// Names the server key in sealed values (a MAC of it, not the key).
+    kid: String,
     token_mac: Secret<[u8; 32]>,
     code_hash: Secret<[u8; 32]>,
+    seal: Secret<[u8; 32]>,
+    secret_mac: Secret<[u8; 32]>,
+}
+
+impl KeySet {
+    fn derive(server_key: &[u8]) -> Self {
+        let key = |label: &[u8]| Secret::new(hmac_sha256(server_key, label));
+        Self {
+            kid: hex::encode(&hmac_sha256(server_key, b"wxauth/v1/key-id")[..4]),
+            token_mac: key(b"wxauth/v1/token-mac"),
+            code_hash: key(b"wxauth/v1/code-hash"),
+            seal: key(b"wxauth/v1/seal"),
+            secret_mac: key(b"wxauth/v1/secret-mac"),
+        }
+    }
+
+    fn tag(&self, id: &SessionId) -> [u8; TAG_LEN] {
+        let full = hmac_sha256(self.token_mac.expose(), &id.0);
+        full[..TAG_LEN].try_into().expect("32 >= 16")
+    }
+}
+
+/// The keys of the configured server key and of the server keys it
+/// replaced. Everything new (tokens, seals, code hashes, MACs) uses the
+/// current one; the previous ones only verify and open what they made.
+#[derive(Clone)]
+pub struct ServerKeys {
+    current: Arc<KeySet>,
+    previous: Arc<[KeySet]>,
 }
 
 impl std::fmt::Debug for ServerKeys {
@@ -79,20 +117,37 @@ impl std::fmt::Debug for ServerKeys {
 impl ServerKeys {
     pub fn derive(server_key: &[u8]) -> Self {
         Self {
-            token_mac: Secret::new(hmac_sha256(server_key, b"wxauth/v1/token-mac")),
-            code_hash: Secret::new(hmac_sha256(server_key, b"wxauth/v1/code-hash")),
+            current: Arc::new(KeySet::derive(server_key)),
+            previous: Arc::new([]),
         }
+    }
+
+    /// Adds the server keys this one replaced, newest first.
+    pub fn with_previous(self, previous: &[Vec<u8>]) -> Self {
+        Self {
+            previous: previous.iter().map(|k| KeySet::derive(k)).collect(),
+            ..self
+        }
+    }
+
+    /// The keys under a key id, current first.
+    fn key_set(&self, kid: &str) -> Option<&KeySet> {
+        std::iter::once(&*self.current)
+            .chain(self.previous.iter())
+            .find(|k| k.kid == kid)
     }
 
     /// The token for a session id.
     pub fn mint_token(&self, id: SessionId) -> Secret<String> {
         let mut raw = [0u8; ID_LEN + TAG_LEN];
         raw[..ID_LEN].copy_from_slice(&id.0);
-        raw[ID_LEN..].copy_from_slice(&self.tag(&id));
+        raw[ID_LEN..].copy_from_slice(&self.current.tag(&id));
         Secret::new(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw)))
     }
 
-    /// The session id of a token whose tag is valid, checked in constant time.
+    /// The session id of a token whose tag is valid, checked in constant
+    /// time. The current key is tried first, so a token it minted costs one
+    /// MAC however many previous keys are configured.
     pub fn parse_token(&self, token: &str) -> Option<SessionId> {
         let body = token.strip_prefix(TOKEN_PREFIX)?;
         if token.len() != TOKEN_LEN {
@@ -104,24 +159,24 @@ impl ServerKeys {
             return None;
         }
         let id = SessionId(raw[..ID_LEN].try_into().ok()?);
-        let ok: bool = self.tag(&id).ct_eq(&raw[ID_LEN..ID_LEN + TAG_LEN]).into();
-        ok.then_some(id)
+        let tag = &raw[ID_LEN..ID_LEN + TAG_LEN];
+        std::iter::once(&*self.current)
+            .chain(self.previous.iter())
+            .any(|keys| bool::from(keys.tag(&id).ct_eq(tag)))
+            .then_some(id)
     }
 
     /// A keyed hash under which a one-time code (login or phone) is
-    /// remembered, so the database never holds a live code.
+    /// remembered, so the database never holds a live code. Current key
+    /// only: a code lives 5 minutes, so after a rotation at most a retry of
+    /// a code sent just before it misses its earlier answer.
     pub fn code_hash(&self, kind: &str, app_id: &str, code: &str) -> String {
-        let mut mac = HmacSha256::new_from_slice(self.code_hash.expose()).expect("any key size");
+        let mut mac = HmacSha256::new_from_slice(self.current.code_hash.expose()).expect("any key size");
         for part in [kind, app_id, code] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
         hex::encode(mac.finalize().into_bytes())
-    }
-
-    fn tag(&self, id: &SessionId) -> [u8; TAG_LEN] {
-        let full = hmac_sha256(self.token_mac.expose(), &id.0);
-        full[..TAG_LEN].try_into().expect("32 >= 16")
     }
 }
 
@@ -144,10 +199,12 @@ pub enum DecryptError {
 }
 
 /// Decodes WeChat's base64, tolerating a `+` that turned into a space in
-/// transit (form-encoded bodies) and surrounding whitespace.
+/// transit (form-encoded bodies) and surrounding line breaks. Spaces are
+/// turned back before anything is trimmed: a leading or trailing `+` that
+/// arrived as a space is data, not padding.
 pub fn decode_wechat_base64(s: &str) -> Option<Vec<u8>> {
-    let fixed: String = s.trim().chars().map(|c| if c == ' ' { '+' } else { c }).collect();
-    STANDARD.decode(fixed).ok()
+    let fixed: String = s.chars().map(|c| if c == ' ' { '+' } else { c }).collect();
+    STANDARD.decode(fixed.trim()).ok()
 }
 
 /// The 16-byte AES key of a base64 session_key string.
@@ -158,7 +215,7 @@ pub fn session_key_bytes(session_key: &str) -> Result<[u8; 16], DecryptError> {
 
 /// AES-128-CBC with strict PKCS#7, as WeChat's encryptedData uses.
 pub fn aes_cbc_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Result<Vec<u8>, DecryptError> {
-    if data.is_empty() || data.len() % 16 != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(16) {
         return Err(DecryptError::BadLength);
     }
     cbc::Decryptor::<aes::Aes128>::new(key.into(), iv.into())
@@ -215,6 +272,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_token_of_a_previous_server_key_verifies_while_that_key_is_configured() {
+        let old = keys().mint_token(SessionId::random());
+        let rotated = ServerKeys::derive(b"another key entirely, 32 bytes!!")
+            .with_previous(&[b"0123456789abcdef0123456789abcdef".to_vec()]);
+        assert!(rotated.parse_token(old.expose()).is_some());
+        let new = rotated.mint_token(SessionId::random());
+        assert_eq!(
+            keys().parse_token(new.expose()),
+            None,
+            "new tokens use the current key"
+        );
+    }
+
+    #[test]
     fn every_single_character_change_is_rejected() {
         let token = keys().mint_token(SessionId::random());
         let t = token.expose();
@@ -267,6 +338,13 @@ pub(crate) mod tests {
     #[test]
     fn v1_survives_plus_turned_into_space() {
         assert_eq!(v1_decrypt(&V1_DATA.replace('+', " ")).unwrap().len(), 393);
+    }
+
+    #[test]
+    fn a_leading_or_trailing_plus_that_arrived_as_a_space_is_kept() {
+        // 0xfb 0xef 0xbe encodes as "++++"; 0xf8 0x00 0x3e as "+AA+".
+        assert_eq!(decode_wechat_base64("    "), Some(vec![0xfb, 0xef, 0xbe]));
+        assert_eq!(decode_wechat_base64(" AA \n"), Some(vec![0xf8, 0x00, 0x3e]));
     }
 
     #[test]

@@ -52,6 +52,12 @@ impl LastSeen {
             .or_insert(touch);
     }
 
+    /// The newest use of `id` recorded but not yet written, so that a
+    /// store read in this process sees its own verifications.
+    pub fn pending(&self, id: &SessionId) -> Option<i64> {
+        self.lock().get(id).map(|t| t.seen_at)
+    }
+
     /// Writes what was recorded. Failed writes are put back for the next flush.
     pub async fn flush(&self) {
         loop {

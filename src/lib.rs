@@ -12,7 +12,9 @@
 //!   verified sessions, and last-seen times written in batches.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
 //!   the contract tests both pass; all SQL lives there.
-//! - [`crypto`]: tokens, keyed hashes, AES-CBC and signatures: pure functions.
+//! - [`at_rest`]: seals session_keys and access tokens before the store sees
+//!   them and opens them after; seals plaintext rows of earlier versions.
+//! - [`crypto`]: tokens, keyed hashes, AES-CBC, sealing and signatures: pure functions.
 //! - [`error`]: the one error enum and the only mapping to `tonic::Status`.
 //!
 //! # Invariants
@@ -20,12 +22,15 @@
 //!   response, a log line or an error message: they live in
 //!   [`secret::Secret`], whose `Debug`/`Display` are redacted.
 //! - The database holds only session ids; a token also needs the server key's MAC.
+//! - The database holds secrets (session_keys, access tokens) only sealed
+//!   under the server key: the store takes and returns [`crypto::Sealed`].
 //! - Identity comes from a code or a token, never from an openid a caller sends.
 #![forbid(unsafe_code)]
 
 pub mod access_token;
 pub mod app;
 pub mod apps;
+pub mod at_rest;
 pub mod check;
 pub mod clock;
 pub mod config;

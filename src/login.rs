@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::apps::App;
+use crate::at_rest::{open_claim, seal_for_claim, seal_for_user};
 use crate::crypto::{random_bytes, SessionId};
 use crate::error::{Error, Result};
 use crate::model::{Profile, Session, User, WechatSession};
@@ -135,7 +136,8 @@ impl Wxauth {
                 .await?;
             match claim {
                 Claim::Acquired { exchange } => {
-                    return self.complete_claim(app, code, code_hash, exchange, options).await
+                    let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
+                    return self.complete_claim(app, code, code_hash, exchange, options).await;
                 }
                 Claim::Held(CodeState::Done(id)) => return self.replay(id, false, options).await,
                 Claim::Held(CodeState::Failed(reason)) => return Err(failure_error(&reason)),
@@ -190,7 +192,8 @@ impl Wxauth {
             Err(e) => Err(e),
         };
         if result.is_err() {
-            if let Err(release) = self.store.release_code(code_hash, Some(&exchange)).await {
+            let kept = seal_for_claim(&self.keys, app.id(), code_hash, &exchange);
+            if let Err(release) = self.store.release_code(code_hash, Some(&kept)).await {
                 tracing::warn!(error = %release, "could not release a code claim");
             }
         }
@@ -206,11 +209,13 @@ impl Wxauth {
         profile: Option<&Profile>,
         attach_to: Option<SessionId>,
     ) -> Result<LoginOutcome> {
+        let (sealed, session_key_mac) = seal_for_user(&self.keys, app.id(), exchange);
         let record = self
             .store
             .login(NewLogin {
                 app_id: app.id(),
-                wechat: exchange,
+                wechat: &sealed,
+                session_key_mac: &session_key_mac,
                 code_hash: Some(code_hash),
                 now: self.clock.now_ms(),
                 new_user_id: new_user_id(),
@@ -243,7 +248,7 @@ impl Wxauth {
             return Err(Error::CodeUsed);
         }
         if let Some(info) = &options.user_info {
-            let keys = self.store.session_keys(&user.user_id).await?;
+            let keys = self.session_keys(&user).await?;
             let profile = info.verify(&user.app_id, &user.openid, keys.current.expose())?;
             user = self
                 .store

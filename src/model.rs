@@ -1,6 +1,6 @@
 //! Domain types shared by the domain logic, the store and the gRPC layer.
 //! Times are unix milliseconds throughout.
-use crate::crypto::SessionId;
+use crate::crypto::{Sealed, SessionId};
 use crate::secret::Secret;
 
 /// A user of one mini program.
@@ -53,10 +53,26 @@ pub struct SessionKeys {
     pub previous_replaced_at: Option<i64>,
 }
 
-/// An access token as persisted.
+/// A user's session_keys as the store holds them: sealed.
+#[derive(Clone, Debug)]
+pub struct SealedSessionKeys {
+    pub current: Sealed,
+    pub current_since: i64,
+    pub previous: Option<Sealed>,
+    pub previous_replaced_at: Option<i64>,
+}
+
+/// An app's access token.
 #[derive(Clone, Debug)]
 pub struct StoredAccessToken {
     pub token: Secret<String>,
+    pub expires_at: i64,
+}
+
+/// An access token as the store holds it: sealed.
+#[derive(Clone, Debug)]
+pub struct SealedAccessToken {
+    pub token: Sealed,
     pub expires_at: i64,
 }
 
@@ -79,6 +95,15 @@ pub struct WechatSession {
     pub openid: String,
     pub unionid: Option<String>,
     pub session_key: Secret<String>,
+}
+
+/// WeChat's answer as the store keeps it, the session_key sealed for the
+/// row it goes to (a code claim or the user).
+#[derive(Clone, Debug)]
+pub struct SealedExchange {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: Sealed,
 }
 
 /// Token lifetimes and the login window, in milliseconds.

@@ -114,7 +114,7 @@ impl Wxauth {
     /// happened within the grace window (the key rotated between
     /// getPhoneNumber and our exchange). Every failure looks the same.
     async fn decrypt_phone(&self, app: &App, user: &User, data: &[u8], iv: &[u8; 16]) -> Result<Phone> {
-        let keys = self.store.session_keys(&user.user_id).await?;
+        let keys = self.session_keys(user).await?;
         let now = self.clock.now_ms();
         let previous = keys.previous.filter(|_| {
             keys.previous_replaced_at

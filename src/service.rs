@@ -109,7 +109,13 @@ impl Wxauth {
             .max_capacity(100_000)
             .time_to_live(std::time::Duration::from_secs(60))
             .build();
-        let access_tokens = AccessTokens::new(store.clone(), wechat.clone(), clock.clone(), claim_wait);
+        let access_tokens = AccessTokens::new(
+            store.clone(),
+            wechat.clone(),
+            keys.clone(),
+            clock.clone(),
+            claim_wait,
+        );
         let key_checks = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(std::time::Duration::from_millis(

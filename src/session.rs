@@ -53,7 +53,12 @@ impl Wxauth {
         }
         crate::metrics::cache("token", false);
         let ticket = self.token_cache.ticket();
-        let (session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
+        let (mut session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
+        // A use recorded here but not yet written counts (another replica's
+        // is known after its next flush: the documented precision).
+        if let Some(seen) = self.last_seen.pending(&id) {
+            session.last_seen_at = session.last_seen_at.max(seen);
+        }
         self.check_active(&session)?;
         let session = match self.token_cache.insert(ticket, session.clone(), user.clone()) {
             Some(cached) => self.note_use(session, &cached.last_seen_at),
@@ -150,7 +155,12 @@ impl Wxauth {
     /// Asks WeChat's /wxa/checksession, cached briefly per user and key.
     async fn session_key_fresh(&self, user: &User) -> Result<bool> {
         let app = self.apps.resolve(&user.app_id)?;
-        let keys = self.store.session_keys(&user.user_id).await?;
+        let keys = match self.session_keys(user).await {
+            Ok(keys) => keys,
+            // Ours does not open (see at_rest): WeChat's is a new one to us.
+            Err(Error::SessionKeyStale) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         let cache_key = (user.user_id.clone(), keys.current_since);
         let cached = self.key_checks.get(&cache_key).await;
         crate::metrics::cache("check_session", cached.is_some());

@@ -17,11 +17,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::crypto::SessionId;
+use crate::crypto::{Sealed, SessionId};
 use crate::error::{Error, Result};
 use crate::model::{
-    Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, TokenPolicy, User, WechatSession,
+    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, TokenPolicy,
+    User,
 };
+use crate::secret::Secret;
 use crate::token_cache::ChangeSink;
 
 pub use postgres::PgStore;
@@ -76,7 +78,7 @@ pub enum CodeState {
 pub enum Claim {
     /// This request owns the code. `exchange` is WeChat's earlier answer
     /// when a previous claimant got that far.
-    Acquired { exchange: Option<WechatSession> },
+    Acquired { exchange: Option<SealedExchange> },
     /// Another request owns or finished it.
     Held(CodeState),
 }
@@ -85,7 +87,11 @@ pub enum Claim {
 #[derive(Debug)]
 pub struct NewLogin<'a> {
     pub app_id: &'a str,
-    pub wechat: &'a WechatSession,
+    /// WeChat's answer, its session_key sealed for the user's row.
+    pub wechat: &'a SealedExchange,
+    /// The keyed MAC of the session_key: equal MACs mean the same key, which
+    /// the sealed values cannot tell (random nonces).
+    pub session_key_mac: &'a str,
     /// The code claim to mark done in the same transaction.
     pub code_hash: Option<&'a str>,
     pub now: i64,
@@ -135,7 +141,7 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up a claim so that a retry can try again. With WeChat's answer
     /// the claim keeps it (state `exchanged`): the code is spent at WeChat,
     /// and the retry continues from the answer. Without, the claim is deleted.
-    async fn release_code(&self, code_hash: &str, exchange: Option<&WechatSession>) -> Result<()>;
+    async fn release_code(&self, code_hash: &str, exchange: Option<&SealedExchange>) -> Result<()>;
 
     /// Upserts the user, reuses a session from the login window or creates
     /// one, and marks the code done: one transaction, race-free.
@@ -167,7 +173,7 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, user_id: &str) -> Result<Option<User>>;
 
     /// The session_keys held for a user.
-    async fn session_keys(&self, user_id: &str) -> Result<SessionKeys>;
+    async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys>;
 
     /// Binds a phone; a different number replaces the old one, which goes to
     /// `phone_history` with the time of the change.
@@ -199,10 +205,10 @@ pub trait Store: Send + Sync + 'static {
     async fn count_phone_lookup(&self, user_id: &str, day: i64) -> Result<i64>;
 
     /// The persisted access token of an app.
-    async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>>;
+    async fn access_token(&self, app_id: &str) -> Result<Option<SealedAccessToken>>;
 
     /// Persists an app's access token.
-    async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()>;
+    async fn save_access_token(&self, app_id: &str, token: &SealedAccessToken, now: i64) -> Result<()>;
 
     /// Claims the right to refresh an app's access token until `until`;
     /// false while another replica holds an unexpired claim.
@@ -212,7 +218,69 @@ pub trait Store: Send + Sync + 'static {
     async fn release_token_refresh(&self, app_id: &str) -> Result<()>;
 
     /// Forgets an app's access token, only if it is still `token`.
-    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()>;
+    async fn drop_access_token(&self, app_id: &str, token: &Sealed) -> Result<()>;
+
+    /// Whether rows of earlier versions may still hold plaintext (until
+    /// [`Store::plaintext_done`]), so that later starts skip the scan.
+    async fn plaintext_pending(&self) -> Result<bool>;
+
+    /// Records that no plaintext secrets remain.
+    async fn plaintext_done(&self) -> Result<()>;
+
+    /// Up to `limit` values of `column` stored in plaintext by a version
+    /// before secrets were sealed, in row order.
+    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>>;
+
+    /// Replaces plaintext values with their sealed forms in one
+    /// transaction, each only if its row still holds the plaintext (another
+    /// replica or a login may have got there first); returns how many.
+    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64>;
+
+    /// After plaintext values were sealed: erases their old versions from
+    /// the database files where that is cheap (SQLite).
+    async fn erase_overwritten(&self) -> Result<()>;
+}
+
+/// A column that holds a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretColumn {
+    /// `users.session_key` (and `session_key_mac` with it).
+    SessionKey,
+    /// `users.prev_session_key`.
+    PrevSessionKey,
+    /// `code_exchanges.session_key`.
+    ClaimSessionKey,
+    /// `access_tokens.token`.
+    AccessToken,
+}
+
+impl SecretColumn {
+    pub const ALL: [Self; 4] = [
+        Self::SessionKey,
+        Self::PrevSessionKey,
+        Self::ClaimSessionKey,
+        Self::AccessToken,
+    ];
+}
+
+/// A secret stored in plaintext, with what its slot is bound to.
+#[derive(Debug)]
+pub struct PlainSecret {
+    /// The row's primary key: user_id, code_hash or app_id.
+    pub row: String,
+    pub app_id: String,
+    /// The user's openid (users), else the row key.
+    pub owner: String,
+    pub value: Secret<String>,
+}
+
+/// A plaintext secret and what replaces it.
+#[derive(Debug)]
+pub struct Resealed {
+    pub plain: PlainSecret,
+    pub sealed: Sealed,
+    /// The keyed MAC, for [`SecretColumn::SessionKey`].
+    pub mac: Option<String>,
 }
 
 /// Opens the store a database URL names and applies its migrations:

@@ -8,11 +8,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store, Touch};
-use crate::crypto::SessionId;
+use super::{
+    shared, Claim, CodeState, LoginRecord, NewLogin, PlainSecret, PoolSettings, Resealed, SecretColumn,
+    Store, Touch,
+};
+use crate::crypto::{Sealed, SessionId};
 use crate::error::Result;
 use crate::model::{
-    Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession,
+    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
 };
 use crate::token_cache::ChangeSink;
 
@@ -132,7 +135,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn release_code(&self, code_hash: &str, exchange: Option<&WechatSession>) -> Result<()> {
+    async fn release_code(&self, code_hash: &str, exchange: Option<&SealedExchange>) -> Result<()> {
         match exchange {
             None => {
                 sqlx::query("DELETE FROM code_exchanges WHERE code_hash = $1 AND state = 'pending'")
@@ -148,7 +151,7 @@ impl Store for PgStore {
                 .bind(code_hash)
                 .bind(&e.openid)
                 .bind(&e.unionid)
-                .bind(e.session_key.expose())
+                .bind(e.session_key.as_str())
                 .execute(&self.pool)
                 .await?;
             }
@@ -253,7 +256,7 @@ impl Store for PgStore {
         shared::postgres::user(&self.pool, user_id).await
     }
 
-    async fn session_keys(&self, user_id: &str) -> Result<SessionKeys> {
+    async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::postgres::session_keys(&self.pool, user_id).await
     }
 
@@ -291,11 +294,11 @@ impl Store for PgStore {
         shared::postgres::count_phone_lookup(&self.pool, user_id, day).await
     }
 
-    async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>> {
+    async fn access_token(&self, app_id: &str) -> Result<Option<SealedAccessToken>> {
         shared::postgres::access_token(&self.pool, app_id).await
     }
 
-    async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()> {
+    async fn save_access_token(&self, app_id: &str, token: &SealedAccessToken, now: i64) -> Result<()> {
         shared::postgres::save_access_token(&self.pool, app_id, token, now).await
     }
 
@@ -307,8 +310,32 @@ impl Store for PgStore {
         shared::postgres::release_token_refresh(&self.pool, app_id).await
     }
 
-    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
+    async fn drop_access_token(&self, app_id: &str, token: &Sealed) -> Result<()> {
         shared::postgres::drop_access_token(&self.pool, app_id, token).await
+    }
+
+    async fn plaintext_pending(&self) -> Result<bool> {
+        shared::postgres::plaintext_pending(&self.pool).await
+    }
+
+    async fn plaintext_done(&self) -> Result<()> {
+        shared::postgres::plaintext_done(&self.pool).await
+    }
+
+    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
+        shared::postgres::plaintext_secrets(&self.pool, column, limit).await
+    }
+
+    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
+        shared::postgres::seal_plaintext(&self.pool, column, rows).await
+    }
+
+    async fn erase_overwritten(&self) -> Result<()> {
+        // Old row versions stay in the table files until vacuum reuses the
+        // space. VACUUM FULL would erase them but locks the tables, which one
+        // replica must not do at startup while others serve: the README
+        // leaves it to the operator.
+        Ok(())
     }
 }
 
@@ -316,19 +343,25 @@ type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 /// Inserts the user or updates it from WeChat's answer, rotating the
 /// session_key into prev_session_key when it changed. Locks the row.
+///
+/// The session_key changed when its MAC did: two seals of one key never
+/// compare equal. The new seal is written either way, so every login
+/// re-seals the key under the current server key.
 async fn upsert_user(tx: &mut Tx, l: &NewLogin<'_>) -> Result<UserRow> {
     let user = sqlx::query_as(&format!(
-        "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $6)
+        "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_mac, session_key_at,
+                            created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $7, $6, $6, $6)
          ON CONFLICT (app_id, openid) DO UPDATE SET
              unionid = COALESCE(excluded.unionid, users.unionid),
-             prev_session_key = CASE WHEN users.session_key = excluded.session_key
+             prev_session_key = CASE WHEN users.session_key_mac = excluded.session_key_mac
                                      THEN users.prev_session_key ELSE users.session_key END,
-             prev_replaced_at = CASE WHEN users.session_key = excluded.session_key
+             prev_replaced_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
                                      THEN users.prev_replaced_at ELSE excluded.session_key_at END,
-             session_key_at = CASE WHEN users.session_key = excluded.session_key
+             session_key_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
                                    THEN users.session_key_at ELSE excluded.session_key_at END,
              session_key = excluded.session_key,
+             session_key_mac = excluded.session_key_mac,
              updated_at = excluded.updated_at
          RETURNING {USER_COLUMNS}"
     ))
@@ -336,8 +369,9 @@ async fn upsert_user(tx: &mut Tx, l: &NewLogin<'_>) -> Result<UserRow> {
     .bind(l.app_id)
     .bind(&l.wechat.openid)
     .bind(&l.wechat.unionid)
-    .bind(l.wechat.session_key.expose())
+    .bind(l.wechat.session_key.as_str())
     .bind(l.now)
+    .bind(l.session_key_mac)
     .fetch_one(&mut **tx)
     .await?;
     Ok(user)

@@ -3,10 +3,10 @@
 //! cannot drift apart; only the SQL around them differs.
 use sqlx::FromRow;
 
-use super::CodeState;
-use crate::crypto::SessionId;
+use super::{CodeState, PlainSecret};
+use crate::crypto::{Sealed, SessionId};
 use crate::error::{Error, Result};
-use crate::model::{Phone, Session, SessionKeys, StoredAccessToken, User, WechatSession};
+use crate::model::{Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User};
 use crate::secret::Secret;
 
 pub(super) const USER_COLUMNS: &str =
@@ -118,11 +118,11 @@ pub(super) struct ClaimRow {
 }
 
 impl ClaimRow {
-    pub(super) fn exchange(&self) -> Option<WechatSession> {
-        Some(WechatSession {
+    pub(super) fn exchange(&self) -> Option<SealedExchange> {
+        Some(SealedExchange {
             openid: self.openid.clone()?,
             unionid: self.unionid.clone(),
-            session_key: Secret::new(self.session_key.clone()?),
+            session_key: Sealed::from_stored(self.session_key.clone()?),
         })
     }
 
@@ -143,12 +143,12 @@ pub(super) struct SessionKeysRow {
     prev_replaced_at: Option<i64>,
 }
 
-impl From<SessionKeysRow> for SessionKeys {
+impl From<SessionKeysRow> for SealedSessionKeys {
     fn from(r: SessionKeysRow) -> Self {
-        SessionKeys {
-            current: Secret::new(r.session_key),
+        SealedSessionKeys {
+            current: Sealed::from_stored(r.session_key),
             current_since: r.session_key_at,
-            previous: r.prev_session_key.map(Secret::new),
+            previous: r.prev_session_key.map(Sealed::from_stored),
             previous_replaced_at: r.prev_replaced_at,
         }
     }
@@ -181,10 +181,10 @@ pub(super) struct AccessTokenRow {
     expires_at: i64,
 }
 
-impl From<AccessTokenRow> for StoredAccessToken {
+impl From<AccessTokenRow> for SealedAccessToken {
     fn from(r: AccessTokenRow) -> Self {
-        StoredAccessToken {
-            token: Secret::new(r.token),
+        SealedAccessToken {
+            token: Sealed::from_stored(r.token),
             expires_at: r.expires_at,
         }
     }
@@ -193,4 +193,24 @@ impl From<AccessTokenRow> for StoredAccessToken {
 #[derive(FromRow)]
 pub(super) struct PhoneRow {
     pub(super) phone_number: Option<String>,
+}
+
+/// A secret stored in plaintext (see `shared::plaintext_secrets`).
+#[derive(FromRow)]
+pub(super) struct PlainSecretRow {
+    row_key: String,
+    app_id: String,
+    owner: String,
+    value: String,
+}
+
+impl From<PlainSecretRow> for PlainSecret {
+    fn from(r: PlainSecretRow) -> Self {
+        PlainSecret {
+            row: r.row_key,
+            app_id: r.app_id,
+            owner: r.owner,
+            value: Secret::new(r.value),
+        }
+    }
 }

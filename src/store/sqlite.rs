@@ -15,11 +15,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store, Touch};
-use crate::crypto::SessionId;
+use super::{
+    shared, Claim, CodeState, LoginRecord, NewLogin, PlainSecret, PoolSettings, Resealed, SecretColumn,
+    Store, Touch,
+};
+use crate::crypto::{Sealed, SessionId};
 use crate::error::Result;
 use crate::model::{
-    Phone, PhoneBinding, Profile, Session, SessionKeys, StoredAccessToken, User, WechatSession,
+    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
 };
 use crate::token_cache::ChangeSink;
 
@@ -161,7 +164,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn release_code(&self, code_hash: &str, exchange: Option<&WechatSession>) -> Result<()> {
+    async fn release_code(&self, code_hash: &str, exchange: Option<&SealedExchange>) -> Result<()> {
         match exchange {
             None => {
                 sqlx::query("DELETE FROM code_exchanges WHERE code_hash = ?1 AND state = 'pending'")
@@ -177,7 +180,7 @@ impl Store for SqliteStore {
                 .bind(code_hash)
                 .bind(&e.openid)
                 .bind(&e.unionid)
-                .bind(e.session_key.expose())
+                .bind(e.session_key.as_str())
                 .execute(&self.writer)
                 .await?;
             }
@@ -190,18 +193,23 @@ impl Store for SqliteStore {
         // lock at once: concurrent logins serialise here, which is what
         // makes the login-window lookup below race-free.
         let mut tx = self.writer.begin().await?;
+        // The session_key changed when its MAC did: two seals of one key
+        // never compare equal. The new seal is written either way, so every
+        // login re-seals the key under the current server key.
         let user: UserRow = sqlx::query_as(&format!(
-            "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)
+            "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_mac, session_key_at,
+                            created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6, ?6)
              ON CONFLICT (app_id, openid) DO UPDATE SET
                  unionid = COALESCE(excluded.unionid, users.unionid),
-                 prev_session_key = CASE WHEN users.session_key = excluded.session_key
+                 prev_session_key = CASE WHEN users.session_key_mac = excluded.session_key_mac
                                          THEN users.prev_session_key ELSE users.session_key END,
-                 prev_replaced_at = CASE WHEN users.session_key = excluded.session_key
+                 prev_replaced_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
                                          THEN users.prev_replaced_at ELSE excluded.session_key_at END,
-                 session_key_at = CASE WHEN users.session_key = excluded.session_key
+                 session_key_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
                                        THEN users.session_key_at ELSE excluded.session_key_at END,
                  session_key = excluded.session_key,
+                 session_key_mac = excluded.session_key_mac,
                  updated_at = excluded.updated_at
              RETURNING {USER_COLUMNS}"
         ))
@@ -209,8 +217,9 @@ impl Store for SqliteStore {
         .bind(l.app_id)
         .bind(&l.wechat.openid)
         .bind(&l.wechat.unionid)
-        .bind(l.wechat.session_key.expose())
+        .bind(l.wechat.session_key.as_str())
         .bind(l.now)
+        .bind(l.session_key_mac)
         .fetch_one(&mut *tx)
         .await?;
         let created = user.user_id == l.new_user_id;
@@ -319,7 +328,7 @@ impl Store for SqliteStore {
         shared::sqlite::user(&self.pool, user_id).await
     }
 
-    async fn session_keys(&self, user_id: &str) -> Result<SessionKeys> {
+    async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::sqlite::session_keys(&self.pool, user_id).await
     }
 
@@ -357,11 +366,11 @@ impl Store for SqliteStore {
         shared::sqlite::count_phone_lookup(&self.writer, user_id, day).await
     }
 
-    async fn access_token(&self, app_id: &str) -> Result<Option<StoredAccessToken>> {
+    async fn access_token(&self, app_id: &str) -> Result<Option<SealedAccessToken>> {
         shared::sqlite::access_token(&self.pool, app_id).await
     }
 
-    async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()> {
+    async fn save_access_token(&self, app_id: &str, token: &SealedAccessToken, now: i64) -> Result<()> {
         shared::sqlite::save_access_token(&self.writer, app_id, token, now).await
     }
 
@@ -373,7 +382,34 @@ impl Store for SqliteStore {
         shared::sqlite::release_token_refresh(&self.writer, app_id).await
     }
 
-    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
+    async fn drop_access_token(&self, app_id: &str, token: &Sealed) -> Result<()> {
         shared::sqlite::drop_access_token(&self.writer, app_id, token).await
+    }
+
+    async fn plaintext_pending(&self) -> Result<bool> {
+        shared::sqlite::plaintext_pending(&self.pool).await
+    }
+
+    async fn plaintext_done(&self) -> Result<()> {
+        shared::sqlite::plaintext_done(&self.writer).await
+    }
+
+    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
+        shared::sqlite::plaintext_secrets(&self.pool, column, limit).await
+    }
+
+    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
+        shared::sqlite::seal_plaintext(&self.writer, column, rows).await
+    }
+
+    async fn erase_overwritten(&self) -> Result<()> {
+        // An updated row's old version lingers in the page's free space and
+        // in the WAL until overwritten. VACUUM rebuilds the file from live
+        // rows only; the checkpoint copies it over and empties the WAL.
+        sqlx::query("VACUUM").execute(&self.writer).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 }

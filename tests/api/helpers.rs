@@ -170,6 +170,49 @@ impl Database {
         };
         count.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
+
+    /// Runs a statement directly (what an operator, an attacker or an
+    /// earlier version could do); `args` bind to `$1`, `$2`... as text.
+    pub async fn execute(&self, sql: &str, args: &[&str]) {
+        let done = match self {
+            Self::Sqlite { .. } => {
+                let mut conn = SqliteConnection::connect(&self.url()).await.unwrap();
+                let query = args.iter().fold(sqlx::query(sql), |q, a| q.bind(*a));
+                let done = query.execute(&mut conn).await.map(|d| d.rows_affected());
+                conn.close().await.unwrap();
+                done
+            }
+            Self::Postgres { url } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                let query = args.iter().fold(sqlx::query(sql), |q, a| q.bind(*a));
+                let done = query.execute(&mut conn).await.map(|d| d.rows_affected());
+                conn.close().await.unwrap();
+                done
+            }
+        };
+        assert!(done.unwrap_or_else(|e| panic!("{sql}: {e}")) > 0, "{sql}: no row");
+    }
+
+    /// One text value of a direct query; `args` bind to `$1`, `$2`... as text.
+    pub async fn text(&self, sql: &str, args: &[&str]) -> String {
+        let value = match self {
+            Self::Sqlite { .. } => {
+                let mut conn = SqliteConnection::connect(&self.url()).await.unwrap();
+                let query = args.iter().fold(sqlx::query_scalar(sql), |q, a| q.bind(*a));
+                let value = query.fetch_one(&mut conn).await;
+                conn.close().await.unwrap();
+                value
+            }
+            Self::Postgres { url } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                let query = args.iter().fold(sqlx::query_scalar(sql), |q, a| q.bind(*a));
+                let value = query.fetch_one(&mut conn).await;
+                conn.close().await.unwrap();
+                value
+            }
+        };
+        value.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
 }
 
 pub struct TestApp {
@@ -421,11 +464,18 @@ impl TestApp {
 
     /// Stops this wxauth and starts a new one on the same database, keys
     /// and simulator, as a restart would.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::restart`], with `configure` applied to the
+    /// configuration first (e.g. a new server key).
+    pub async fn restart_with(mut self, configure: impl FnOnce(&mut Config)) -> Self {
         self.stop().await;
         let simulator = self.simulator.take();
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
         Self::start(
             config,
             self.clock.clone(),

@@ -4,6 +4,7 @@
 mod deploy;
 mod examples;
 mod helpers;
+mod key_rotation;
 mod limits;
 mod login;
 mod operability;

@@ -1,18 +1,25 @@
 //! Secrets never reach logs or the database.
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use base64::{
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    Engine,
+};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
+use tonic::Code;
+use wxauth::grpc::pb::{ExchangeCodeRequest, UserInfo};
 
-use crate::helpers::{api_tests, captured_logs, TestApp, APP_SECRET};
+use crate::helpers::{api_tests, assert_error, captured_logs, Backend, TestApp, APP_SECRET};
 
 api_tests!(
     sqlite: [
         logs_of_every_flow_hold_no_session_key_secret_code_or_token,
         the_database_file_holds_no_raw_token,
+        a_database_dump_after_every_flow_holds_no_session_key_or_access_token,
     ],
     postgres: [
         logs_of_every_flow_hold_no_session_key_secret_code_or_token,
         no_column_of_any_table_holds_a_raw_token,
+        a_database_dump_after_every_flow_holds_no_session_key_or_access_token,
     ],
 );
 
@@ -106,6 +113,92 @@ async fn no_column_of_any_table_holds_a_raw_token() {
             !haystack.contains(&URL_SAFE_NO_PAD.encode(tag)),
             "token tag stored as base64"
         );
+    }
+}
+
+/// Login, a claim kept after a failed login, phone binding by code (which
+/// fetches the access token) and by payload after a session_key rotation,
+/// GetAccessToken: then nothing in the database is a session_key or the
+/// access token, in any encoding.
+async fn a_database_dump_after_every_flow_holds_no_session_key_or_access_token() {
+    let app = TestApp::spawn().await;
+    let login = app.sim.new_code().await;
+    let token = app.exchange(&login.code).await.unwrap().session_token;
+    let phone = app
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13580006666" }))
+        .await;
+    app.bind_code(&token, &phone.phone_code).await.unwrap();
+    let rotated = app.sim.rotate(&login.openid).await;
+    let phone = app
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13580006667" }))
+        .await;
+    let login_code = app.sim.code_for(&login.openid).await.code;
+    app.bind_encrypted(&token, &phone, &login_code).await.unwrap();
+    let access_token = app.access_token("").await.unwrap().access_token;
+    // A login that fails after WeChat answered keeps the answer for a retry.
+    let kept = app.sim.new_code().await;
+    let bad_info = UserInfo {
+        raw_data: "{}".into(),
+        signature: "0".repeat(40),
+        ..Default::default()
+    };
+    let refused = app
+        .client
+        .clone()
+        .exchange_code(ExchangeCodeRequest {
+            code: kept.code.clone(),
+            user_info: Some(bad_info),
+            ..Default::default()
+        })
+        .await;
+    assert_error(refused, Code::InvalidArgument, "USER_INFO_INVALID");
+    let exchanged = "SELECT COUNT(*) FROM code_exchanges WHERE session_key IS NOT NULL";
+    assert_eq!(
+        app.count(exchanged, &[]).await,
+        1,
+        "the claim holds a session_key"
+    );
+    let with_prev = "SELECT COUNT(*) FROM users WHERE prev_session_key IS NOT NULL";
+    assert_eq!(
+        app.count(with_prev, &[]).await,
+        1,
+        "the rotation kept the old key"
+    );
+
+    let dump = dump(&app).await;
+    assert!(dump.contains("v1."), "the dump sees the sealed columns");
+    for key in [&login.session_key, &rotated, &kept.session_key] {
+        assert_ne!(key, &access_token);
+        let raw = STANDARD.decode(key).unwrap();
+        assert!(!dump.contains(key.as_str()), "a session_key is in the dump");
+        assert!(
+            !dump.contains(&hex::encode(&raw)),
+            "a session_key is in the dump as hex"
+        );
+        assert!(!dump.contains(&URL_SAFE_NO_PAD.encode(&raw)), "as base64url");
+    }
+    assert!(!dump.contains(&access_token), "the access token is in the dump");
+    assert!(
+        !dump.contains(&hex::encode(&access_token)),
+        "the access token is in the dump as hex"
+    );
+}
+
+/// What a stolen database yields: the SQLite file and its WAL (bytes as
+/// text), or every row of every PostgreSQL table.
+pub async fn dump(app: &TestApp) -> String {
+    match Backend::current() {
+        Backend::Sqlite => {
+            let path = app.database.sqlite_path();
+            let mut bytes = std::fs::read(path).unwrap();
+            if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+                bytes.extend(wal);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Backend::Postgres => every_row_as_text(&app.database.url()).await,
     }
 }
 

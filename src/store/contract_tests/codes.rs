@@ -71,7 +71,7 @@ async fn a_claim_released_with_wechats_answer_hands_it_to_the_next_claimant(t: &
     };
     assert_eq!(e.openid, "o1");
     assert_eq!(e.unionid.as_deref(), Some("u1"));
-    assert_eq!(e.session_key.expose(), "key-1");
+    assert_eq!(e.session_key.as_str(), "key-1");
     assert_eq!(held(t, "c1", T0 + 2).await, CodeState::Pending);
 }
 

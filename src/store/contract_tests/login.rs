@@ -8,6 +8,7 @@ contract_tests!(
     the_first_login_creates_the_user_and_later_ones_reuse_it,
     a_login_without_unionid_keeps_the_known_unionid,
     a_new_session_key_is_kept_beside_the_one_it_replaced,
+    a_new_seal_of_the_same_key_replaces_the_seal_without_a_rotation,
     logins_within_the_window_share_one_session,
     a_revoked_session_is_not_reused,
     a_zero_window_creates_a_session_per_login,
@@ -83,6 +84,23 @@ async fn a_new_session_key_is_kept_beside_the_one_it_replaced(t: &TestStore) {
         keys,
         ("key-2".into(), T0 + 10, Some("key-1".into()), Some(T0 + 10))
     );
+}
+
+async fn a_new_seal_of_the_same_key_replaces_the_seal_without_a_rotation(t: &TestStore) {
+    type Keys = (String, Option<String>, i64, Option<String>);
+    let sql = "SELECT session_key, session_key_mac, session_key_at, prev_session_key
+               FROM users WHERE user_id = $1";
+    let first = wechat("o1", None, "seal-1");
+    let mut login = new_login(&first, T0, 0);
+    login.session_key_mac = "mac-1";
+    let user_id = t.login(login).await.unwrap().user.user_id;
+    // The same key sealed again (a random nonce, perhaps a new server key).
+    let again = wechat("o1", None, "seal-2");
+    let mut login = new_login(&again, T0 + 10, 0);
+    login.session_key_mac = "mac-1";
+    t.login(login).await.unwrap();
+    let keys: Keys = t.row(sql, &[&user_id]).await;
+    assert_eq!(keys, ("seal-2".into(), Some("mac-1".into()), T0, None));
 }
 
 async fn logins_within_the_window_share_one_session(t: &TestStore) {

@@ -6,6 +6,10 @@
 //! Cases go through [`super::connect`], as the service does, and only read
 //! the database directly for what the trait does not expose (session_key
 //! rotation, counts).
+//!
+//! The store never seals or opens: secrets reach it as opaque [`Sealed`]
+//! text with a MAC beside the session_key, so these cases use readable
+//! stand-ins ("key-1") for both and need no server key.
 use std::sync::Arc;
 
 use sqlx::postgres::PgRow;
@@ -14,9 +18,8 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 
 use super::testing::PgSchema;
 use super::{NewLogin, PoolSettings, Store};
-use crate::crypto::{random_bytes, SessionId};
-use crate::model::{TokenPolicy, WechatSession};
-use crate::secret::Secret;
+use crate::crypto::{random_bytes, Sealed, SessionId};
+use crate::model::{SealedExchange, TokenPolicy};
 
 /// Declares contract cases: each `async fn case(t: &TestStore)` of the
 /// calling module becomes the tests `sqlite::case` and `postgres::case`.
@@ -49,6 +52,7 @@ macro_rules! contract_tests {
 
 mod codes;
 mod login;
+mod sealing;
 mod sessions;
 
 /// A fixed "now" far from zero, so `now - window` stays positive.
@@ -153,19 +157,22 @@ pub fn policy(login_window_ms: i64) -> TokenPolicy {
     }
 }
 
-pub fn wechat(openid: &str, unionid: Option<&str>, session_key: &str) -> WechatSession {
-    WechatSession {
+/// WeChat's answer as the domain hands it to the store; `session_key`
+/// stands in for the sealed value and, in [`new_login`], for its MAC.
+pub fn wechat(openid: &str, unionid: Option<&str>, session_key: &str) -> SealedExchange {
+    SealedExchange {
         openid: openid.to_owned(),
         unionid: unionid.map(str::to_owned),
-        session_key: Secret::new(session_key.to_owned()),
+        session_key: Sealed::from_stored(session_key.to_owned()),
     }
 }
 
 /// A login of `wechat` at `now` with fresh ids and no code.
-pub fn new_login(wechat: &WechatSession, now: i64, login_window_ms: i64) -> NewLogin<'_> {
+pub fn new_login(wechat: &SealedExchange, now: i64, login_window_ms: i64) -> NewLogin<'_> {
     NewLogin {
         app_id: APP,
         wechat,
+        session_key_mac: wechat.session_key.as_str(),
         code_hash: None,
         now,
         new_user_id: format!("usr_{}", hex::encode(random_bytes::<12>())),
