@@ -133,8 +133,9 @@ async fn seed(target: &Target, sim: &str, count: usize, out: &PathBuf) -> anyhow
     let openids: Vec<String> = codes.iter().map(|(_, o)| o.clone()).collect();
     let tokens = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let work = codes.into_iter().map(|(code, _)| code).collect();
-    let run = run_calls(target, work, |mut client, code| {
-        let tokens = tokens.clone();
+    let sink = tokens.clone();
+    let run = run_calls(target, work, move |mut client, code| {
+        let tokens = sink.clone();
         async move {
             let r = client.exchange_code(exchange_request(code)).await?.into_inner();
             tokens.lock().await.push(r.session_token);

@@ -75,8 +75,10 @@ impl std::fmt::Debug for SessionId {
 struct KeySet {
     /// Names the server key in sealed values (a MAC of it, not the key).
     kid: String,
-    token_mac: Secret<[u8; 32]>,
-    code_hash: Secret<[u8; 32]>,
+    /// HMAC keyed with the token key, its pads already hashed: every tag
+    /// (one per VerifyToken) starts from a clone, two SHA-256 blocks fewer.
+    token_mac: HmacSha256,
+    code_hash: HmacSha256,
     seal: Secret<[u8; 32]>,
     secret_mac: Secret<[u8; 32]>,
 }
@@ -86,15 +88,17 @@ impl KeySet {
         let key = |label: &[u8]| Secret::new(hmac_sha256(server_key, label));
         Self {
             kid: hex::encode(&hmac_sha256(server_key, b"wxauth/v1/key-id")[..4]),
-            token_mac: key(b"wxauth/v1/token-mac"),
-            code_hash: key(b"wxauth/v1/code-hash"),
+            token_mac: keyed(&hmac_sha256(server_key, b"wxauth/v1/token-mac")),
+            code_hash: keyed(&hmac_sha256(server_key, b"wxauth/v1/code-hash")),
             seal: key(b"wxauth/v1/seal"),
             secret_mac: key(b"wxauth/v1/secret-mac"),
         }
     }
 
     fn tag(&self, id: &SessionId) -> [u8; TAG_LEN] {
-        let full = hmac_sha256(self.token_mac.expose(), &id.0);
+        let mut mac = self.token_mac.clone();
+        mac.update(&id.0);
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
         full[..TAG_LEN].try_into().expect("32 >= 16")
     }
 }
@@ -171,13 +175,19 @@ impl ServerKeys {
     /// only: a code lives 5 minutes, so after a rotation at most a retry of
     /// a code sent just before it misses its earlier answer.
     pub fn code_hash(&self, kind: &str, app_id: &str, code: &str) -> String {
-        let mut mac = HmacSha256::new_from_slice(self.current.code_hash.expose()).expect("any key size");
+        let mut mac = self.current.code_hash.clone();
         for part in [kind, app_id, code] {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
         hex::encode(mac.finalize().into_bytes())
     }
+}
+
+/// An HMAC-SHA256 keyed with `key` (the derived key is dropped by the caller;
+/// the keyed state holds only its padded hashes).
+fn keyed(key: &[u8; 32]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC takes any key size")
 }
 
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {

@@ -77,6 +77,9 @@ pub struct TokenCache {
     /// Users invalidated recently, with when; entries cached before that
     /// are stale. Kept as long as an entry can live.
     stale_users: moka::sync::Cache<String, Instant>,
+    /// When the newest user mark was made (nanoseconds after `epoch`): an
+    /// entry cached after it needs no look into `stale_users`.
+    last_user_mark: AtomicU64,
     /// Bumped by every session invalidation: a read that started before one
     /// is not cached. (User invalidations are marks in `stale_users`, so that
     /// the logins of one user do not stop other users' sessions from being cached.)
@@ -103,6 +106,7 @@ impl TokenCache {
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            last_user_mark: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             fresh_until: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -122,6 +126,9 @@ impl TokenCache {
             return None;
         }
         let hit = self.entries.get(id)?;
+        if self.since_epoch(hit.cached_at) > self.last_user_mark.load(Ordering::Acquire) {
+            return Some(hit);
+        }
         if let Some(stale_at) = self.stale_users.get(&hit.user.user_id) {
             if stale_at >= hit.cached_at {
                 self.entries.invalidate(id);
@@ -175,7 +182,14 @@ impl TokenCache {
     }
 
     pub fn forget_user(&self, user_id: &str) {
-        self.stale_users.insert(user_id.to_owned(), Instant::now());
+        let now = Instant::now();
+        self.last_user_mark
+            .fetch_max(self.since_epoch(now), Ordering::AcqRel);
+        self.stale_users.insert(user_id.to_owned(), now);
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub fn forget_all(&self) {
@@ -201,8 +215,7 @@ impl TokenCache {
     }
 
     fn is_fresh(&self) -> bool {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        now < self.fresh_until.load(Ordering::Acquire)
+        self.since_epoch(Instant::now()) < self.fresh_until.load(Ordering::Acquire)
     }
 
     /// Entries held (approximate), for metrics.
