@@ -93,9 +93,7 @@ impl Apps {
                 )),
             };
         }
-        if app_id.len() > 64 {
-            return Err(Error::invalid("app_id", "longer than 64 characters"));
-        }
+        crate::validation::app_id("app_id", app_id)?;
         self.apps
             .iter()
             .find(|a| a.id() == app_id)

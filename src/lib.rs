@@ -11,6 +11,8 @@
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
 //!   the contract tests both pass; all SQL lives there.
 //! - [`crypto`]: tokens, keyed hashes, AES-CBC and signatures: pure functions.
+//! - [`validation`]: the limits of every request field, checked by
+//!   `grpc::requests` before any I/O.
 //! - [`error`]: the one error enum and the only mapping to `tonic::Status`.
 //!
 //! # Invariants
@@ -43,6 +45,7 @@ pub mod store;
 pub mod telemetry;
 pub mod user_info;
 pub mod users;
+pub mod validation;
 pub mod wechat;
 
 pub use app::Application;

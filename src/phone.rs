@@ -3,17 +3,14 @@
 //! replaced within a grace window) or from a phone code exchanged with WeChat
 //! (single use and billed, so its answer is remembered).
 use crate::apps::App;
-use crate::crypto::decode_wechat_base64;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::login::{validate_code, ExchangeOptions};
+use crate::login::ExchangeOptions;
 use crate::model::{Phone, PhoneBinding, User};
 use crate::service::Wxauth;
+use crate::validation::{self, CipherFields};
 use crate::wechat::payload::{self, PhonePayload};
 use crate::wechat::WechatError;
-
-/// Largest encryptedData accepted (real phone payloads are ~200 bytes).
-pub const MAX_ENCRYPTED_LEN: usize = 8 * 1024;
 
 /// Where a phone number comes from.
 #[derive(Clone, Debug)]
@@ -25,39 +22,15 @@ pub enum PhoneSource {
 }
 
 impl PhoneSource {
-    /// Checks the shape (base64, IV length, sizes) before any crypto or I/O.
-    pub fn encrypted(field: &'static str, encrypted_data: &str, iv: &str) -> Result<Self> {
-        let (data, iv) = decode_ciphertext(field, encrypted_data, iv)?;
+    /// Checks the shape (sizes, base64, IV length) before any crypto or I/O.
+    pub fn encrypted(fields: CipherFields, encrypted_data: &str, iv: &str) -> Result<Self> {
+        let (data, iv) = validation::ciphertext(fields, encrypted_data, iv)?;
         Ok(Self::Encrypted { data, iv })
     }
 
     pub fn code(field: &'static str, code: &str) -> Result<Self> {
-        validate_code(code).map_err(|e| rename_field(e, field))?;
+        validation::code(field, code)?;
         Ok(Self::Code(code.to_owned()))
-    }
-}
-
-/// Decodes an encryptedData/iv pair, rejecting what cannot be a ciphertext.
-pub fn decode_ciphertext(field: &'static str, data: &str, iv: &str) -> Result<(Vec<u8>, [u8; 16])> {
-    if data.is_empty() || data.len() > MAX_ENCRYPTED_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("encrypted_data must be 1..={MAX_ENCRYPTED_LEN} characters"),
-        ));
-    }
-    let data = decode_wechat_base64(data)
-        .filter(|d| !d.is_empty() && d.len() % 16 == 0)
-        .ok_or_else(|| Error::invalid(field, "encrypted_data is not base64 of whole AES blocks"))?;
-    let iv: [u8; 16] = decode_wechat_base64(iv)
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| Error::invalid(field, "iv must be base64 of 16 bytes"))?;
-    Ok((data, iv))
-}
-
-fn rename_field(e: Error, field: &'static str) -> Error {
-    match e {
-        Error::InvalidArgument { description, .. } => Error::InvalidArgument { field, description },
-        other => other,
     }
 }
 
@@ -71,7 +44,7 @@ impl Wxauth {
         login_code: Option<&str>,
     ) -> Result<PhoneBinding> {
         if let Some(code) = login_code {
-            validate_code(code).map_err(|e| rename_field(e, "login_code"))?;
+            validation::code("login_code", code)?;
         }
         let (session, user) = self.live_session(token).await?;
         let app = self.apps.resolve(&user.app_id)?;
@@ -188,26 +161,5 @@ impl Wxauth {
             return Err(Error::PhoneDataExpired);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ciphertext_shape_is_checked_before_crypto() {
-        let iv = "r7BXXKkLb8qrSNn05n0qiA==";
-        let block = "AAAAAAAAAAAAAAAAAAAAAA==";
-        assert!(decode_ciphertext("f", block, iv).is_ok());
-        assert!(decode_ciphertext("f", "not base64!", iv).is_err());
-        assert!(
-            decode_ciphertext("f", "AAAA", iv).is_err(),
-            "3 bytes is no AES block"
-        );
-        assert!(decode_ciphertext("f", block, "AAAA").is_err(), "short iv");
-        assert!(decode_ciphertext("f", "", iv).is_err());
-        // '+' that arrived as a space is tolerated.
-        assert!(decode_ciphertext("f", block, "r7BXXKkLb8qrSNn05n0qiA==").is_ok());
     }
 }

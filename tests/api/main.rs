@@ -8,6 +8,7 @@ mod operability;
 mod outage;
 mod phone;
 mod replicas;
+mod request_limits;
 mod secrets;
 mod server;
 mod sessions;
