@@ -73,6 +73,8 @@ impl Wxauth {
         code: &str,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
+        // Before the code is claimed or sent: a limited login spends nothing.
+        app.limits.check_app_login()?;
         let code_hash = self.keys.code_hash("login", app.id(), code);
         let ran = AtomicBool::new(false);
         let shared = self

@@ -48,6 +48,8 @@ impl Wxauth {
         }
         let (session, user) = self.live_session(token).await?;
         let app = self.apps.resolve(&user.app_id)?;
+        // Before the login code is spent: a limited attempt changes nothing.
+        app.limits.check_phone_attempt(&user.user_id)?;
         if let Some(code) = login_code {
             let options = ExchangeOptions {
                 attach_to: Some(session.id),
@@ -58,16 +60,23 @@ impl Wxauth {
                 return Err(Error::LoginCodeMismatch);
             }
         }
-        self.bind_phone_for(app, &user, &source).await
+        self.store_phone(app, &user, &source).await
     }
 
-    /// Resolves the phone from its source and stores it on the user.
+    /// A phone binding attempt of `user` (ExchangeCode with a phone),
+    /// subject to the per-user and per-app attempt limits.
     pub(crate) async fn bind_phone_for(
         &self,
         app: &App,
         user: &User,
         source: &PhoneSource,
     ) -> Result<PhoneBinding> {
+        app.limits.check_phone_attempt(&user.user_id)?;
+        self.store_phone(app, user, source).await
+    }
+
+    /// Resolves the phone from its source and stores it on the user.
+    async fn store_phone(&self, app: &App, user: &User, source: &PhoneSource) -> Result<PhoneBinding> {
         let phone = match source {
             PhoneSource::Encrypted { data, iv } => self.decrypt_phone(app, user, data, iv).await?,
             PhoneSource::Code(code) => self.phone_from_code(app, user, code).await?,
