@@ -126,24 +126,10 @@ impl Wxauth {
                 Err(Error::PhoneCodeUsed)
             };
         }
-        // Every lookup is billed: cap them per user per day, across replicas.
-        let now = self.clock.now_ms();
-        let count = self
-            .store
-            .count_phone_lookup(&user.user_id, Limits::day(now))
-            .await?;
-        app.limits.check_phone_lookups(count, now)?;
-        crate::metrics::phone_lookup(app.id());
-        let info = self
-            .access_tokens
-            .call(app, |token| async move {
-                self.wechat.phone_number(app.id(), token.expose(), code).await
-            })
-            .await?
-            .map_err(|e| match e {
-                WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
-                other => Error::from(other),
-            })?;
+        let info = self.billed_lookup(app, user, code).await?.map_err(|e| match e {
+            WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
+            other => Error::from(other),
+        })?;
         if info.watermark_appid != app.id() {
             return Err(Error::internal(anyhow::anyhow!(
                 "phone watermark names another app"
@@ -160,6 +146,52 @@ impl Wxauth {
             .remember_phone_code(&code_hash, &user.user_id, &phone, self.clock.now_ms())
             .await?;
         Ok(phone)
+    }
+
+    /// One getuserphonenumber call, billed by WeChat: capped per user per
+    /// day across replicas by reserving a place in the day's count first
+    /// (the check and the increment are one statement, so no race lets two
+    /// replicas both take the last place). A call WeChat never received
+    /// (circuit open, outbound limit, no access token) gives its place back
+    /// and is not counted as billed.
+    async fn billed_lookup(
+        &self,
+        app: &App,
+        user: &User,
+        code: &str,
+    ) -> Result<Result<crate::wechat::PhoneInfo, WechatError>> {
+        let now = self.clock.now_ms();
+        let day = Limits::day(now);
+        let count = self.store.count_phone_lookup(&user.user_id, day).await?;
+        if let Err(limited) = app.limits.check_phone_lookups(count, now) {
+            self.release_lookup(&user.user_id, day).await;
+            return Err(limited);
+        }
+        let answer = self
+            .access_tokens
+            .call(app, |token| async move {
+                self.wechat.phone_number(app.id(), token.expose(), code).await
+            })
+            .await;
+        let sent = match &answer {
+            Ok(Err(e)) => e.was_sent(),
+            Ok(Ok(_)) => true,
+            Err(_) => false,
+        };
+        if sent {
+            crate::metrics::phone_lookup(app.id());
+        } else {
+            self.release_lookup(&user.user_id, day).await;
+        }
+        answer
+    }
+
+    /// Gives back a reserved place in the day's lookup count. Failing to is
+    /// only logged: the count then errs on the side of fewer lookups.
+    async fn release_lookup(&self, user_id: &str, day: i64) {
+        if let Err(e) = self.store.release_phone_lookup(user_id, day).await {
+            tracing::warn!(error = %e, "could not release a phone lookup reservation");
+        }
     }
 
     /// Rejects authorisations older than the configured maximum age: a

@@ -29,6 +29,7 @@ api_tests!(
     a_user_logging_in_too_often_is_limited_and_the_code_kept_for_later,
     billed_phone_lookups_are_capped_per_user_per_day,
     a_user_binding_phones_too_often_is_limited_before_any_billed_lookup,
+    a_lookup_refused_before_reaching_wechat_leaves_the_daily_cap_untouched,
     an_apps_login_limit_refuses_before_wechat_and_spares_other_apps,
     an_apps_phone_limit_covers_all_its_users,
 );
@@ -211,6 +212,42 @@ async fn a_user_binding_phones_too_often_is_limited_before_any_billed_lookup() {
             .is_ok(),
         "other users are not affected"
     );
+}
+
+async fn a_lookup_refused_before_reaching_wechat_leaves_the_daily_cap_untouched() {
+    let app = TestApp::spawn_with(|c| {
+        c.phone_lookups_per_day = 1;
+        c.wechat_retries = 0;
+        c.wechat_breaker_threshold = 1;
+        c.wechat_breaker_open = Duration::from_secs(10);
+    })
+    .await;
+    let login = app.sim.new_code().await;
+    let token = app.exchange(&login.code).await.unwrap().session_token;
+    app.access_token("").await.unwrap();
+    let phone = app
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13800138000" }))
+        .await;
+
+    // One failed login opens the app's breaker: the lookup is not sent.
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "errcode": -1, "times": 1}))
+        .await;
+    let code = app.sim.new_code().await.code;
+    assert_error(app.exchange(&code).await, Code::Unavailable, "WECHAT_UNAVAILABLE");
+    assert_error(
+        app.bind_code(&token, &phone.phone_code).await,
+        Code::Unavailable,
+        "WECHAT_UNAVAILABLE",
+    );
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 0);
+
+    // Once the breaker lets a probe through, the day's one lookup is still free.
+    app.clock.advance(Duration::from_secs(11));
+    let bound = app.bind_code(&token, &phone.phone_code).await.unwrap();
+    assert!(bound.changed);
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 1);
 }
 
 const SHOP: &str = "wxshopapp00000001";

@@ -49,6 +49,7 @@ macro_rules! contract_tests {
 
 mod codes;
 mod login;
+mod lookups;
 mod sessions;
 
 /// A fixed "now" far from zero, so `now - window` stays positive.
