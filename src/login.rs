@@ -85,9 +85,12 @@ impl Wxauth {
                     .await
                     .map(Arc::new)
             })
-            .await
-            .map_err(|e| (*e).clone())?;
-        if ran.load(Ordering::Relaxed) {
+            .await;
+        // A hit: this request joined another one's exchange of the code.
+        let ran = ran.load(Ordering::Relaxed);
+        crate::metrics::cache("code_flight", !ran);
+        let shared = shared.map_err(|e| (*e).clone())?;
+        if ran {
             // The flight is over: later retries are answered from the
             // database's replay record, which follows the code's lifetime.
             self.code_flights.invalidate(&code_hash).await;

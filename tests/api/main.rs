@@ -4,6 +4,7 @@
 mod helpers;
 mod limits;
 mod login;
+mod metrics;
 mod operability;
 mod outage;
 mod phone;
