@@ -2,6 +2,7 @@
 //! WeChat simulator, a real database: every case runs on a SQLite file and
 //! on a PostgreSQL schema (see `helpers::api_tests!`).
 mod helpers;
+mod json_logs;
 mod limits;
 mod login;
 mod metrics;
