@@ -48,6 +48,9 @@ pub mod users;
 pub mod validation;
 pub mod wechat;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use app::Application;
 pub use clock::Clock;
 pub use config::Config;
