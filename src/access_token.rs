@@ -78,7 +78,9 @@ impl AccessTokens {
 
     /// The current token with its expiry.
     pub async fn current(&self, app: &App) -> Result<StoredAccessToken> {
-        if let Some(token) = self.fresh_cached(app.id()) {
+        let cached = self.fresh_cached(app.id());
+        crate::metrics::cache("access_token", cached.is_some());
+        if let Some(token) = cached {
             return Ok(token);
         }
         let lock = self.refresh_lock(app.id());

@@ -215,6 +215,7 @@ impl Application {
                 tracing::info!(%addr, "serving Prometheus metrics at /metrics");
             }
             crate::metrics::handle();
+            crate::metrics::register_apps(self.wxauth.apps.iter().map(App::id));
             tokio::spawn(crate::metrics::serve(listener, self.wxauth.store().clone()))
         });
         let server = tonic::transport::Server::builder()

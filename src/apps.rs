@@ -18,7 +18,7 @@ pub struct App {
     pub phone_required: bool,
     /// Token lifetimes and login window.
     pub policy: TokenPolicy,
-    /// Per-user login and phone limits.
+    /// Per-user and per-app login and phone limits.
     pub limits: Arc<Limits>,
 }
 
@@ -56,6 +56,8 @@ impl App {
             limits: Arc::new(Limits::new(LimitConfig {
                 user_logins_per_minute: n(|a| a.user_login_limit, config.user_login_limit),
                 user_phone_per_minute: n(|a| a.user_phone_limit, config.user_phone_limit),
+                app_logins_per_minute: n(|a| a.app_login_limit, config.app_login_limit),
+                app_phone_per_minute: n(|a| a.app_phone_limit, config.app_phone_limit),
                 phone_lookups_per_day: n(|a| a.phone_lookups_per_day, config.phone_lookups_per_day),
             })),
         }
@@ -93,9 +95,7 @@ impl Apps {
                 )),
             };
         }
-        if app_id.len() > 64 {
-            return Err(Error::invalid("app_id", "longer than 64 characters"));
-        }
+        crate::validation::app_id("app_id", app_id)?;
         self.apps
             .iter()
             .find(|a| a.id() == app_id)
@@ -129,5 +129,23 @@ mod tests {
         ));
         assert_eq!(apps.resolve("wxb").unwrap().id(), "wxb");
         assert!(matches!(apps.resolve("wxc"), Err(Error::AppUnknown)));
+    }
+
+    #[test]
+    fn an_apps_limits_override_the_flags_and_fall_back_to_them() {
+        let mut config = Config::defaults();
+        config.app_login_limit = 1;
+        config.app_phone_limit = 1;
+        let entry: AppEntry = toml::from_str("app_id = \"wxa\"\napp_login_limit = 2\n").unwrap();
+        let creds = AppCredentials {
+            app_id: "wxa".into(),
+            secret: "s".into(),
+        };
+        let app = App::with_overrides(&config, creds, Some(&entry));
+        assert!(app.limits.check_app_login().is_ok());
+        assert!(app.limits.check_app_login().is_ok(), "the entry's 2");
+        assert!(app.limits.check_app_login().is_err());
+        assert!(app.limits.check_phone_attempt("u1").is_ok());
+        assert!(app.limits.check_phone_attempt("u2").is_err(), "the flag's 1");
     }
 }

@@ -234,6 +234,16 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_USER_PHONE_LIMIT", default_value_t = 10)]
     pub user_phone_limit: u32,
 
+    /// Logins per minute per mini program (per replica), checked before
+    /// WeChat is asked; `0` means no limit. `[[apps]]` may override it.
+    #[arg(long, env = "WXAUTH_APP_LOGIN_LIMIT", default_value_t = 0)]
+    pub app_login_limit: u32,
+
+    /// Phone binding attempts per minute per mini program (per replica);
+    /// `0` means no limit. `[[apps]]` may override it.
+    #[arg(long, env = "WXAUTH_APP_PHONE_LIMIT", default_value_t = 0)]
+    pub app_phone_limit: u32,
+
     /// Billed phone-code lookups per user per day (UTC); `0` means no limit.
     #[arg(long, env = "WXAUTH_PHONE_LOOKUPS_PER_DAY", default_value_t = 10)]
     pub phone_lookups_per_day: u32,

@@ -39,6 +39,8 @@ pub struct AppEntry {
     pub login_window: Option<Duration>,
     pub user_login_limit: Option<u32>,
     pub user_phone_limit: Option<u32>,
+    pub app_login_limit: Option<u32>,
+    pub app_phone_limit: Option<u32>,
     pub phone_lookups_per_day: Option<u32>,
 }
 

@@ -15,6 +15,8 @@
 //! - [`at_rest`]: seals session_keys and access tokens before the store sees
 //!   them and opens them after; seals plaintext rows of earlier versions.
 //! - [`crypto`]: tokens, keyed hashes, AES-CBC, sealing and signatures: pure functions.
+//! - [`validation`]: the limits of every request field, checked by
+//!   `grpc::requests` before any I/O.
 //! - [`error`]: the one error enum and the only mapping to `tonic::Status`.
 //!
 //! # Invariants
@@ -52,7 +54,11 @@ pub mod telemetry;
 pub mod token_cache;
 pub mod user_info;
 pub mod users;
+pub mod validation;
 pub mod wechat;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use app::Application;
 pub use clock::Clock;

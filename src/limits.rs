@@ -1,12 +1,12 @@
-//! wxauth's own limits, so that one user or a misbehaving client cannot
-//! exhaust WeChat's quotas (or, for phone codes, the app's money): logins
-//! per user per minute and phone attempts per user per minute, per replica
-//! in memory; billed phone lookups per user per day, counted in the
-//! database so that all replicas share the count.
+//! wxauth's own limits, so that one user, one mini program or a
+//! misbehaving client cannot exhaust WeChat's quotas (or, for phone codes,
+//! the app's money): logins and phone attempts per user and per app per
+//! minute, per replica in memory; billed phone lookups per user per day,
+//! counted in the database so that all replicas share the count.
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::{Error, Result};
 
@@ -17,6 +17,8 @@ const DAY_MS: i64 = 86_400_000;
 pub struct Limits {
     user_logins: Option<DefaultKeyedRateLimiter<String>>,
     user_phone: Option<DefaultKeyedRateLimiter<String>>,
+    app_logins: Option<DefaultDirectRateLimiter>,
+    app_phone: Option<DefaultDirectRateLimiter>,
     /// Billed phone-code lookups per user per UTC day; 0 = unlimited.
     pub phone_lookups_per_day: u32,
 }
@@ -34,6 +36,8 @@ impl std::fmt::Debug for Limits {
 pub struct LimitConfig {
     pub user_logins_per_minute: u32,
     pub user_phone_per_minute: u32,
+    pub app_logins_per_minute: u32,
+    pub app_phone_per_minute: u32,
     pub phone_lookups_per_day: u32,
 }
 
@@ -41,15 +45,29 @@ fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<String>> {
     NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
+fn direct_per_minute(n: u32) -> Option<DefaultDirectRateLimiter> {
+    NonZeroU32::new(n).map(|n| RateLimiter::direct(Quota::per_minute(n)))
+}
+
 fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, key: String) -> Result<()> {
     let Some(limiter) = limiter else {
         return Ok(());
     };
-    limiter.check_key(&key).map_err(|not_until| Error::RateLimited {
+    limiter.check_key(&key).map_err(limited)
+}
+
+fn check_direct(limiter: &Option<DefaultDirectRateLimiter>) -> Result<()> {
+    limiter.as_ref().map_or(Ok(()), |l| l.check().map_err(limited))
+}
+
+type Instant = <governor::clock::DefaultClock as governor::clock::Clock>::Instant;
+
+fn limited(not_until: governor::NotUntil<Instant>) -> Error {
+    Error::RateLimited {
         retry_after: not_until.wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),
         )),
-    })
+    }
 }
 
 impl Limits {
@@ -57,8 +75,16 @@ impl Limits {
         Self {
             user_logins: per_minute(config.user_logins_per_minute),
             user_phone: per_minute(config.user_phone_per_minute),
+            app_logins: direct_per_minute(config.app_logins_per_minute),
+            app_phone: direct_per_minute(config.app_phone_per_minute),
             phone_lookups_per_day: config.phone_lookups_per_day,
         }
+    }
+
+    /// A login of this app now (before WeChat is asked who the user is),
+    /// or RATE_LIMITED with when to retry.
+    pub fn check_app_login(&self) -> Result<()> {
+        check_direct(&self.app_logins)
     }
 
     /// A login of this user now, or RATE_LIMITED with when to retry.
@@ -66,9 +92,12 @@ impl Limits {
         check(&self.user_logins, format!("{app_id}/{openid}"))
     }
 
-    /// A phone binding attempt of this user now.
+    /// A phone binding attempt of this user, and of this app, now. The
+    /// user's limit comes first, so that one noisy user does not use up
+    /// the app's allowance.
     pub fn check_phone_attempt(&self, user_id: &str) -> Result<()> {
-        check(&self.user_phone, user_id.to_owned())
+        check(&self.user_phone, user_id.to_owned())?;
+        check_direct(&self.app_phone)
     }
 
     /// Whether the day's `count`-th billed lookup is allowed; if not, the
@@ -90,6 +119,7 @@ impl Limits {
 
     /// Forgets idle keys so memory stays bounded.
     pub fn housekeeping(&self) {
+        // Per-app limiters hold one cell each: nothing to forget.
         for limiter in [&self.user_logins, &self.user_phone].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -105,6 +135,8 @@ mod tests {
         Limits::new(LimitConfig {
             user_logins_per_minute: n,
             user_phone_per_minute: n,
+            app_logins_per_minute: n,
+            app_phone_per_minute: n,
             phone_lookups_per_day: n,
         })
     }
@@ -121,6 +153,35 @@ mod tests {
         assert!(retry_after <= Duration::from_secs(20));
         l.check_login("wx", "o2").unwrap();
         assert!(limits(0).check_login("wx", "o1").is_ok());
+    }
+
+    #[test]
+    fn phone_attempts_are_limited_per_user_then_per_app() {
+        let l = Limits::new(LimitConfig {
+            user_logins_per_minute: 0,
+            user_phone_per_minute: 2,
+            app_logins_per_minute: 0,
+            app_phone_per_minute: 3,
+            phone_lookups_per_day: 0,
+        });
+        for _ in 0..2 {
+            l.check_phone_attempt("u1").unwrap();
+        }
+        assert!(l.check_phone_attempt("u1").is_err(), "the user's third");
+        l.check_phone_attempt("u2").unwrap();
+        let Err(Error::RateLimited { retry_after }) = l.check_phone_attempt("u3") else {
+            panic!("the app's fourth attempt in a minute should be limited");
+        };
+        assert!(retry_after <= Duration::from_secs(20));
+        assert!(l.check_app_login().is_ok(), "0 = no limit");
+    }
+
+    #[test]
+    fn app_logins_are_limited_per_app() {
+        let l = limits(2);
+        l.check_app_login().unwrap();
+        l.check_app_login().unwrap();
+        assert!(matches!(l.check_app_login(), Err(Error::RateLimited { .. })));
     }
 
     #[test]

@@ -20,10 +20,10 @@ use crate::secret::Secret;
 use crate::service::Wxauth;
 use crate::store::{failure_error, Claim, CodeState, NewLogin};
 use crate::user_info::UserInfoInput;
+use crate::validation;
 
 /// A wx.login code lives 5 minutes; so does our memory of it.
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
-pub const MAX_CODE_LEN: usize = 128;
 
 /// A completed login.
 #[derive(Clone, Debug)]
@@ -32,29 +32,6 @@ pub struct LoginOutcome {
     pub session: Session,
     pub user: User,
     pub created: bool,
-}
-
-/// Checks a wx.login code's shape before anything is sent anywhere.
-pub fn validate_code(code: &str) -> Result<()> {
-    if code.is_empty() {
-        return Err(Error::invalid("code", "required"));
-    }
-    if code.len() > MAX_CODE_LEN {
-        return Err(Error::invalid(
-            "code",
-            format!("longer than {MAX_CODE_LEN} characters"),
-        ));
-    }
-    if !code
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(Error::invalid(
-            "code",
-            "only letters, digits, '-' and '_' are allowed",
-        ));
-    }
-    Ok(())
 }
 
 fn new_user_id() -> String {
@@ -80,7 +57,7 @@ impl Wxauth {
         options: &ExchangeOptions,
         phone: Option<&PhoneSource>,
     ) -> Result<LoginOutcome> {
-        validate_code(code)?;
+        validation::code("code", code)?;
         let app = self.apps.resolve(app_id)?;
         let mut outcome = self.exchange(app, code, options).await?;
         if let Some(source) = phone {
@@ -97,6 +74,8 @@ impl Wxauth {
         code: &str,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
+        // Before the code is claimed or sent: a limited login spends nothing.
+        app.limits.check_app_login()?;
         let code_hash = self.keys.code_hash("login", app.id(), code);
         let ran = AtomicBool::new(false);
         let shared = self
@@ -107,9 +86,12 @@ impl Wxauth {
                     .await
                     .map(Arc::new)
             })
-            .await
-            .map_err(|e| (*e).clone())?;
-        if ran.load(Ordering::Relaxed) {
+            .await;
+        // A hit: this request joined another one's exchange of the code.
+        let ran = ran.load(Ordering::Relaxed);
+        crate::metrics::cache("code_flight", !ran);
+        let shared = shared.map_err(|e| (*e).clone())?;
+        if ran {
             // The flight is over: later retries are answered from the
             // database's replay record, which follows the code's lifetime.
             self.code_flights.invalidate(&code_hash).await;
@@ -262,19 +244,5 @@ impl Wxauth {
             user,
             created,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_checked_before_any_call() {
-        assert!(validate_code("0a3Xqv000dKzLQ1v6Y200sxJ1d4Xqv0B").is_ok());
-        assert!(validate_code("").is_err());
-        assert!(validate_code(&"a".repeat(129)).is_err());
-        assert!(validate_code("abc def").is_err());
-        assert!(validate_code("abc&secret=x").is_err());
     }
 }

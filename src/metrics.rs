@@ -31,8 +31,9 @@ pub fn handle() -> &'static PrometheusHandle {
 /// One served RPC.
 pub fn rpc(method: &'static str, code: tonic::Code, elapsed: Duration) {
     let code = format!("{code:?}");
-    counter!("wxauth_rpc_requests_total", "method" => method, "code" => code).increment(1);
-    histogram!("wxauth_rpc_duration_seconds", "method" => method).record(elapsed.as_secs_f64());
+    counter!("wxauth_rpc_requests_total", "method" => method, "code" => code.clone()).increment(1);
+    histogram!("wxauth_rpc_duration_seconds", "method" => method, "code" => code)
+        .record(elapsed.as_secs_f64());
 }
 
 /// One HTTP attempt at WeChat; `outcome` is the errcode, or `http_5xx`,
@@ -51,7 +52,17 @@ pub fn circuit_state(app_id: &str, state: u8) {
     gauge!("wxauth_wechat_circuit_state", "app_id" => app_id.to_owned()).set(f64::from(state));
 }
 
-/// A lookup in one of the in-process caches.
+/// Every app's circuit starts closed: its gauge exists before the first
+/// WeChat call, so dashboards and alerts see every app from the start.
+pub fn register_apps<'a>(app_ids: impl IntoIterator<Item = &'a str>) {
+    for app_id in app_ids {
+        circuit_state(app_id, 0);
+    }
+}
+
+/// A lookup in one of the in-process caches: `access_token` (an app's
+/// WeChat access token), `code_flight` (a hit joined a concurrent exchange
+/// of the same login code), `check_session` (WeChat's checksession answer).
 pub fn cache(cache: &'static str, hit: bool) {
     let result = if hit { "hit" } else { "miss" };
     counter!("wxauth_cache_requests_total", "cache" => cache, "result" => result).increment(1);

@@ -3,17 +3,14 @@
 //! replaced within a grace window) or from a phone code exchanged with WeChat
 //! (single use and billed, so its answer is remembered).
 use crate::apps::App;
-use crate::crypto::decode_wechat_base64;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::login::{validate_code, ExchangeOptions};
+use crate::login::ExchangeOptions;
 use crate::model::{Phone, PhoneBinding, User};
 use crate::service::Wxauth;
+use crate::validation::{self, CipherFields};
 use crate::wechat::payload::{self, PhonePayload};
 use crate::wechat::WechatError;
-
-/// Largest encryptedData accepted (real phone payloads are ~200 bytes).
-pub const MAX_ENCRYPTED_LEN: usize = 8 * 1024;
 
 /// Where a phone number comes from.
 #[derive(Clone, Debug)]
@@ -25,39 +22,15 @@ pub enum PhoneSource {
 }
 
 impl PhoneSource {
-    /// Checks the shape (base64, IV length, sizes) before any crypto or I/O.
-    pub fn encrypted(field: &'static str, encrypted_data: &str, iv: &str) -> Result<Self> {
-        let (data, iv) = decode_ciphertext(field, encrypted_data, iv)?;
+    /// Checks the shape (sizes, base64, IV length) before any crypto or I/O.
+    pub fn encrypted(fields: CipherFields, encrypted_data: &str, iv: &str) -> Result<Self> {
+        let (data, iv) = validation::ciphertext(fields, encrypted_data, iv)?;
         Ok(Self::Encrypted { data, iv })
     }
 
     pub fn code(field: &'static str, code: &str) -> Result<Self> {
-        validate_code(code).map_err(|e| rename_field(e, field))?;
+        validation::code(field, code)?;
         Ok(Self::Code(code.to_owned()))
-    }
-}
-
-/// Decodes an encryptedData/iv pair, rejecting what cannot be a ciphertext.
-pub fn decode_ciphertext(field: &'static str, data: &str, iv: &str) -> Result<(Vec<u8>, [u8; 16])> {
-    if data.is_empty() || data.len() > MAX_ENCRYPTED_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("encrypted_data must be 1..={MAX_ENCRYPTED_LEN} characters"),
-        ));
-    }
-    let data = decode_wechat_base64(data)
-        .filter(|d| !d.is_empty() && d.len() % 16 == 0)
-        .ok_or_else(|| Error::invalid(field, "encrypted_data is not base64 of whole AES blocks"))?;
-    let iv: [u8; 16] = decode_wechat_base64(iv)
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| Error::invalid(field, "iv must be base64 of 16 bytes"))?;
-    Ok((data, iv))
-}
-
-fn rename_field(e: Error, field: &'static str) -> Error {
-    match e {
-        Error::InvalidArgument { description, .. } => Error::InvalidArgument { field, description },
-        other => other,
     }
 }
 
@@ -71,10 +44,12 @@ impl Wxauth {
         login_code: Option<&str>,
     ) -> Result<PhoneBinding> {
         if let Some(code) = login_code {
-            validate_code(code).map_err(|e| rename_field(e, "login_code"))?;
+            validation::code("login_code", code)?;
         }
         let (session, user) = self.live_session(token).await?;
         let app = self.apps.resolve(&user.app_id)?;
+        // Before the login code is spent: a limited attempt changes nothing.
+        app.limits.check_phone_attempt(&user.user_id)?;
         if let Some(code) = login_code {
             let options = ExchangeOptions {
                 attach_to: Some(session.id),
@@ -85,16 +60,23 @@ impl Wxauth {
                 return Err(Error::LoginCodeMismatch);
             }
         }
-        self.bind_phone_for(app, &user, &source).await
+        self.store_phone(app, &user, &source).await
     }
 
-    /// Resolves the phone from its source and stores it on the user.
+    /// A phone binding attempt of `user` (ExchangeCode with a phone),
+    /// subject to the per-user and per-app attempt limits.
     pub(crate) async fn bind_phone_for(
         &self,
         app: &App,
         user: &User,
         source: &PhoneSource,
     ) -> Result<PhoneBinding> {
+        app.limits.check_phone_attempt(&user.user_id)?;
+        self.store_phone(app, user, source).await
+    }
+
+    /// Resolves the phone from its source and stores it on the user.
+    async fn store_phone(&self, app: &App, user: &User, source: &PhoneSource) -> Result<PhoneBinding> {
         let phone = match source {
             PhoneSource::Encrypted { data, iv } => self.decrypt_phone(app, user, data, iv).await?,
             PhoneSource::Code(code) => self.phone_from_code(app, user, code).await?,
@@ -145,24 +127,10 @@ impl Wxauth {
                 Err(Error::PhoneCodeUsed)
             };
         }
-        // Every lookup is billed: cap them per user per day, across replicas.
-        let now = self.clock.now_ms();
-        let count = self
-            .store
-            .count_phone_lookup(&user.user_id, Limits::day(now))
-            .await?;
-        app.limits.check_phone_lookups(count, now)?;
-        crate::metrics::phone_lookup(app.id());
-        let info = self
-            .access_tokens
-            .call(app, |token| async move {
-                self.wechat.phone_number(app.id(), token.expose(), code).await
-            })
-            .await?
-            .map_err(|e| match e {
-                WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
-                other => Error::from(other),
-            })?;
+        let info = self.billed_lookup(app, user, code).await?.map_err(|e| match e {
+            WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
+            other => Error::from(other),
+        })?;
         if info.watermark_appid != app.id() {
             return Err(Error::internal(anyhow::anyhow!(
                 "phone watermark names another app"
@@ -181,6 +149,52 @@ impl Wxauth {
         Ok(phone)
     }
 
+    /// One getuserphonenumber call, billed by WeChat: capped per user per
+    /// day across replicas by reserving a place in the day's count first
+    /// (the check and the increment are one statement, so no race lets two
+    /// replicas both take the last place). A call WeChat never received
+    /// (circuit open, outbound limit, no access token) gives its place back
+    /// and is not counted as billed.
+    async fn billed_lookup(
+        &self,
+        app: &App,
+        user: &User,
+        code: &str,
+    ) -> Result<Result<crate::wechat::PhoneInfo, WechatError>> {
+        let now = self.clock.now_ms();
+        let day = Limits::day(now);
+        let count = self.store.count_phone_lookup(&user.user_id, day).await?;
+        if let Err(limited) = app.limits.check_phone_lookups(count, now) {
+            self.release_lookup(&user.user_id, day).await;
+            return Err(limited);
+        }
+        let answer = self
+            .access_tokens
+            .call(app, |token| async move {
+                self.wechat.phone_number(app.id(), token.expose(), code).await
+            })
+            .await;
+        let sent = match &answer {
+            Ok(Err(e)) => e.was_sent(),
+            Ok(Ok(_)) => true,
+            Err(_) => false,
+        };
+        if sent {
+            crate::metrics::phone_lookup(app.id());
+        } else {
+            self.release_lookup(&user.user_id, day).await;
+        }
+        answer
+    }
+
+    /// Gives back a reserved place in the day's lookup count. Failing to is
+    /// only logged: the count then errs on the side of fewer lookups.
+    async fn release_lookup(&self, user_id: &str, day: i64) {
+        if let Err(e) = self.store.release_phone_lookup(user_id, day).await {
+            tracing::warn!(error = %e, "could not release a phone lookup reservation");
+        }
+    }
+
     /// Rejects authorisations older than the configured maximum age: a
     /// replayed payload.
     fn check_phone_age(&self, phone: &Phone) -> Result<()> {
@@ -189,26 +203,5 @@ impl Wxauth {
             return Err(Error::PhoneDataExpired);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ciphertext_shape_is_checked_before_crypto() {
-        let iv = "r7BXXKkLb8qrSNn05n0qiA==";
-        let block = "AAAAAAAAAAAAAAAAAAAAAA==";
-        assert!(decode_ciphertext("f", block, iv).is_ok());
-        assert!(decode_ciphertext("f", "not base64!", iv).is_err());
-        assert!(
-            decode_ciphertext("f", "AAAA", iv).is_err(),
-            "3 bytes is no AES block"
-        );
-        assert!(decode_ciphertext("f", block, "AAAA").is_err(), "short iv");
-        assert!(decode_ciphertext("f", "", iv).is_err());
-        // '+' that arrived as a space is tolerated.
-        assert!(decode_ciphertext("f", block, "r7BXXKkLb8qrSNn05n0qiA==").is_ok());
     }
 }

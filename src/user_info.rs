@@ -4,10 +4,14 @@
 use crate::crypto::{constant_time_eq, user_info_signature};
 use crate::error::{Error, Result};
 use crate::model::Profile;
-use crate::phone::decode_ciphertext;
+use crate::validation::{self, CipherFields};
 use crate::wechat::payload::{self, RawUserInfo, UserInfoPayload};
 
-const MAX_RAW_DATA: usize = 4 * 1024;
+/// Where user info sits in ExchangeCodeRequest, for BadRequest details.
+const ENCRYPTED: CipherFields = CipherFields {
+    data: "user_info.encrypted_data",
+    iv: "user_info.iv",
+};
 
 /// getUserInfo data as the client sent it, shape-checked.
 #[derive(Clone, Debug, Default)]
@@ -21,21 +25,17 @@ impl UserInfoInput {
     pub fn parse(raw_data: &str, signature: &str, encrypted_data: &str, iv: &str) -> Result<Self> {
         let signed = match (raw_data.is_empty(), signature.is_empty()) {
             (true, true) => None,
-            (false, false) if raw_data.len() <= MAX_RAW_DATA && signature.len() == 40 => {
+            (false, true) => return Err(Error::invalid("user_info.signature", "required with raw_data")),
+            (true, false) => return Err(Error::invalid("user_info.raw_data", "required with signature")),
+            (false, false) => {
+                validation::raw_data("user_info.raw_data", raw_data)?;
+                validation::signature("user_info.signature", signature)?;
                 Some((raw_data.to_owned(), signature.to_ascii_lowercase()))
-            }
-            _ => {
-                return Err(Error::invalid(
-                    "user_info.signature",
-                    format!(
-                        "raw_data (at most {MAX_RAW_DATA} bytes) and a 40-character signature go together"
-                    ),
-                ))
             }
         };
         let encrypted = match (encrypted_data.is_empty(), iv.is_empty()) {
             (true, true) => None,
-            _ => Some(decode_ciphertext("user_info.encrypted_data", encrypted_data, iv)?),
+            _ => Some(validation::ciphertext(ENCRYPTED, encrypted_data, iv)?),
         };
         if signed.is_none() && encrypted.is_none() {
             return Err(Error::invalid(

@@ -1,6 +1,6 @@
 //! FindUsers: internal services look users up by unionid (one person across
 //! mini programs) or by user_id; never by openid.
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::User;
 use crate::service::Wxauth;
 
@@ -9,22 +9,6 @@ use crate::service::Wxauth;
 pub enum UserKey {
     Unionid(String),
     UserId(String),
-}
-
-impl UserKey {
-    /// Checks the key's shape before any query.
-    pub fn parse(unionid: Option<String>, user_id: Option<String>) -> Result<Self> {
-        let key = match (unionid, user_id) {
-            (Some(u), None) => (Self::Unionid(u.clone()), "unionid", u),
-            (None, Some(id)) => (Self::UserId(id.clone()), "user_id", id),
-            _ => return Err(Error::invalid("key", "unionid or user_id is required")),
-        };
-        let (key, field, value) = key;
-        if value.is_empty() || value.len() > 64 {
-            return Err(Error::invalid(field, "must be 1..=64 characters"));
-        }
-        Ok(key)
-    }
 }
 
 impl Wxauth {

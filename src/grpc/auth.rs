@@ -6,9 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
-use crate::login::ExchangeOptions;
+use super::requests;
 use crate::service::Wxauth;
-use crate::users::UserKey;
 use crate::wechat::guard::with_caller_deadline;
 
 pub struct AuthApi {
@@ -29,16 +28,11 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::ExchangeCodeResponse>, Status> {
         observe("ExchangeCode", async move {
             let deadline = caller_deadline(&request);
-            let req = request.into_inner();
-            let phone = convert::exchange_phone(req.phone)?;
-            let options = ExchangeOptions {
-                user_info: convert::user_info(req.user_info)?,
-                attach_to: None,
-            };
+            let req = requests::exchange_code(request.into_inner())?;
             let outcome = with_caller_deadline(
                 deadline,
                 self.wxauth
-                    .exchange_code(&req.code, &req.app_id, &options, phone.as_ref()),
+                    .exchange_code(&req.code, &req.app_id, &req.options, req.phone.as_ref()),
             )
             .await?;
             let expires_at = self.wxauth.expires_at(&outcome.session);
@@ -58,6 +52,7 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
         observe("VerifyToken", async move {
             let req = request.into_inner();
+            requests::session_token(&req.session_token)?;
             let (session, user) = self.wxauth.verify_token(&req.session_token).await?;
             Ok(Response::new(pb::VerifyTokenResponse {
                 user: Some(user_to_proto(user)),
@@ -73,12 +68,11 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::BindPhoneResponse>, Status> {
         observe("BindPhone", async move {
             let deadline = caller_deadline(&request);
-            let req = request.into_inner();
-            let source = convert::bind_source(req.source)?;
-            let login_code = Some(req.login_code.as_str()).filter(|c| !c.is_empty());
+            let req = requests::bind_phone(request.into_inner())?;
             let binding = with_caller_deadline(
                 deadline,
-                self.wxauth.bind_phone(&req.session_token, source, login_code),
+                self.wxauth
+                    .bind_phone(&req.session_token, req.source, req.login_code.as_deref()),
             )
             .await?;
             Ok(Response::new(pb::BindPhoneResponse {
@@ -97,6 +91,7 @@ impl AuthService for AuthApi {
         observe("CheckSession", async move {
             let deadline = caller_deadline(&request);
             let req = request.into_inner();
+            requests::session_token(&req.session_token)?;
             let check = with_caller_deadline(deadline, self.wxauth.check_session(&req.session_token)).await?;
             Ok(Response::new(convert::session_check(check)))
         })
@@ -109,6 +104,7 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         observe("RevokeToken", async move {
             let req = request.into_inner();
+            requests::session_token(&req.session_token)?;
             let revoked = self
                 .wxauth
                 .revoke_token(&req.session_token, req.all_sessions)
@@ -125,13 +121,7 @@ impl AuthService for AuthApi {
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<pb::FindUsersResponse>, Status> {
         observe("FindUsers", async move {
-            use pb::find_users_request::Key;
-            let (unionid, user_id) = match request.into_inner().key {
-                Some(Key::Unionid(u)) => (Some(u), None),
-                Some(Key::UserId(id)) => (None, Some(id)),
-                None => (None, None),
-            };
-            let key = UserKey::parse(unionid, user_id)?;
+            let key = requests::find_users(request.into_inner())?;
             let users = self.wxauth.find_users(&key).await?;
             Ok(Response::new(pb::FindUsersResponse {
                 users: users.into_iter().map(user_to_proto).collect(),
@@ -147,6 +137,7 @@ impl AuthService for AuthApi {
         observe("GetAccessToken", async move {
             let deadline = caller_deadline(&request);
             let req = request.into_inner();
+            requests::get_access_token(&req)?;
             let (app_id, token) =
                 with_caller_deadline(deadline, self.wxauth.access_token(&req.app_id)).await?;
             Ok(Response::new(pb::GetAccessTokenResponse {

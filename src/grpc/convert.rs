@@ -1,10 +1,7 @@
-//! Domain <-> proto conversions.
+//! Domain -> proto conversions (requests: [`super::requests`]).
 use super::pb;
-use crate::error::{Error, Result};
 use crate::model::User;
-use crate::phone::PhoneSource;
 use crate::session::{SessionAction, SessionCheck};
-use crate::user_info::UserInfoInput;
 
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -25,32 +22,6 @@ pub fn user_to_proto(u: User) -> pb::User {
         nickname: u.nickname.unwrap_or_default(),
         avatar_url: u.avatar_url.unwrap_or_default(),
     }
-}
-
-/// The request's phone source, shape-checked.
-pub fn exchange_phone(phone: Option<pb::exchange_code_request::Phone>) -> Result<Option<PhoneSource>> {
-    use pb::exchange_code_request::Phone;
-    match phone {
-        None => Ok(None),
-        Some(Phone::EncryptedPhone(e)) => {
-            PhoneSource::encrypted("encrypted_phone", &e.encrypted_data, &e.iv).map(Some)
-        }
-        Some(Phone::PhoneCode(code)) => PhoneSource::code("phone_code", &code).map(Some),
-    }
-}
-
-pub fn bind_source(source: Option<pb::bind_phone_request::Source>) -> Result<PhoneSource> {
-    use pb::bind_phone_request::Source;
-    match source {
-        None => Err(Error::invalid("source", "encrypted or phone_code is required")),
-        Some(Source::Encrypted(e)) => PhoneSource::encrypted("encrypted", &e.encrypted_data, &e.iv),
-        Some(Source::PhoneCode(code)) => PhoneSource::code("phone_code", &code),
-    }
-}
-
-pub fn user_info(info: Option<pb::UserInfo>) -> Result<Option<UserInfoInput>> {
-    info.map(|i| UserInfoInput::parse(&i.raw_data, &i.signature, &i.encrypted_data, &i.iv))
-        .transpose()
 }
 
 pub fn session_check(check: SessionCheck) -> pb::CheckSessionResponse {

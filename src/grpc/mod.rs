@@ -1,8 +1,10 @@
 //! The gRPC layer: the only code that touches generated proto types.
-//! Handlers validate nothing themselves beyond shape; they convert, call
-//! the domain, and convert back.
+//! Handlers validate nothing themselves: [`requests`] checks every field
+//! of a request and converts it, the handler calls the domain, and
+//! `convert` turns the answer back into a response.
 mod auth;
 mod convert;
+pub(crate) mod requests;
 
 pub use auth::AuthApi;
 

@@ -204,6 +204,10 @@ pub trait Store: Send + Sync + 'static {
     /// day's count including this one.
     async fn count_phone_lookup(&self, user_id: &str, day: i64) -> Result<i64>;
 
+    /// Takes back one lookup counted by [`Store::count_phone_lookup`] that
+    /// never reached WeChat (never below zero).
+    async fn release_phone_lookup(&self, user_id: &str, day: i64) -> Result<()>;
+
     /// The persisted access token of an app.
     async fn access_token(&self, app_id: &str) -> Result<Option<SealedAccessToken>>;
 

@@ -294,6 +294,10 @@ impl Store for PgStore {
         shared::postgres::count_phone_lookup(&self.pool, user_id, day).await
     }
 
+    async fn release_phone_lookup(&self, user_id: &str, day: i64) -> Result<()> {
+        shared::postgres::release_phone_lookup(&self.pool, user_id, day).await
+    }
+
     async fn access_token(&self, app_id: &str) -> Result<Option<SealedAccessToken>> {
         shared::postgres::access_token(&self.pool, app_id).await
     }

@@ -209,6 +209,18 @@ macro_rules! shared_statements {
             Ok(count)
         }
 
+        pub async fn release_phone_lookup(pool: &Pool, user_id: &str, day: i64) -> Result<()> {
+            sqlx::query(
+                "UPDATE phone_lookups SET count = count - 1
+                 WHERE user_id = $1 AND day = $2 AND count > 0",
+            )
+            .bind(user_id)
+            .bind(day)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
         pub async fn claim_token_refresh(pool: &Pool, app_id: &str, now: i64, until: i64) -> Result<bool> {
             let claimed: Option<String> = sqlx::query_scalar(
                 "INSERT INTO access_token_refresh (app_id, until) VALUES ($1, $3)

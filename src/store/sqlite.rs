@@ -366,6 +366,10 @@ impl Store for SqliteStore {
         shared::sqlite::count_phone_lookup(&self.writer, user_id, day).await
     }
 
+    async fn release_phone_lookup(&self, user_id: &str, day: i64) -> Result<()> {
+        shared::sqlite::release_phone_lookup(&self.writer, user_id, day).await
+    }
+
     async fn access_token(&self, app_id: &str) -> Result<Option<SealedAccessToken>> {
         shared::sqlite::access_token(&self.pool, app_id).await
     }

@@ -14,6 +14,7 @@ mod token;
 use std::time::Duration;
 
 use rand::Rng;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -101,17 +102,7 @@ impl WechatClient {
                 self.http.get(&url).query(&query)
             })
             .await?;
-        if body.errcode != 0 {
-            return Err(WechatError::from_errcode(body.errcode));
-        }
-        match (body.openid, body.session_key) {
-            (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => Ok(WechatSession {
-                openid,
-                unionid: body.unionid.filter(|u| !u.is_empty()),
-                session_key: Secret::new(key),
-            }),
-            _ => Err(WechatError::Malformed),
-        }
+        session_from(body)
     }
 
     /// Calls an endpoint for an app, behind the app's circuit breaker and
@@ -218,9 +209,8 @@ impl WechatClient {
         }
         // Some WeChat endpoints say text/plain: parse the body regardless.
         let bytes = response.bytes().await.map_err(|_| WechatError::Unavailable)?;
-        serde_json::from_slice(&bytes).map_err(|_| {
+        decode(&bytes).inspect_err(|_| {
             tracing::warn!(endpoint, "WeChat answered with malformed JSON");
-            WechatError::Malformed
         })
     }
 
@@ -228,6 +218,47 @@ impl WechatClient {
         let cap = self.policy.base_backoff.saturating_mul(1 << attempt.min(10));
         let jittered = rand::rng().random_range(0..=cap.as_millis() as u64);
         Duration::from_millis(jittered.max(1))
+    }
+}
+
+/// A WeChat body as JSON, whatever its content type said.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WechatError> {
+    serde_json::from_slice(bytes).map_err(|_| WechatError::Malformed)
+}
+
+fn session_from(body: Code2SessionBody) -> Result<WechatSession, WechatError> {
+    if body.errcode != 0 {
+        return Err(WechatError::from_errcode(body.errcode));
+    }
+    match (body.openid, body.session_key) {
+        (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => Ok(WechatSession {
+            openid,
+            unionid: body.unionid.filter(|u| !u.is_empty()),
+            session_key: Secret::new(key),
+        }),
+        _ => Err(WechatError::Malformed),
+    }
+}
+
+/// What every endpoint makes of one response body, exactly as a real call
+/// would parse it: for the fuzz targets and property tests
+/// ([`crate::fuzzing`]).
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    pub jscode2session: Result<WechatSession, WechatError>,
+    pub stable_token: Result<AccessToken, WechatError>,
+    pub getuserphonenumber: Result<PhoneInfo, WechatError>,
+    pub checksession: Result<(), WechatError>,
+    pub resetusersessionkey: Result<Secret<String>, WechatError>,
+}
+
+pub(crate) fn parse_everywhere(body: &[u8]) -> Parsed {
+    Parsed {
+        jscode2session: decode(body).and_then(session_from),
+        stable_token: token::parse(body),
+        getuserphonenumber: phone::parse(body),
+        checksession: session_key::parse_status(body),
+        resetusersessionkey: session_key::parse_reset(body),
     }
 }
 

@@ -54,8 +54,13 @@ enum State {
     Open {
         until_ms: i64,
     },
-    /// One probe is in flight; everyone else fails fast.
-    Probing,
+    /// One probe is in flight; everyone else fails fast. A probe that
+    /// never reports back (its caller went away: a cancelled request, a
+    /// gRPC deadline) counts as failed after `open_for`, when the next
+    /// call becomes the probe; otherwise the breaker would stay stuck.
+    Probing {
+        since_ms: i64,
+    },
 }
 
 /// Whether this call is the probe of a half-open breaker.
@@ -108,15 +113,21 @@ impl Guard {
         let state = states
             .entry(app_id.to_owned())
             .or_insert(State::Closed { failures: 0 });
+        let open_for = crate::clock::ms(self.config.open_for);
         match *state {
             State::Closed { .. } => Ok(Admission::Normal),
             State::Open { until_ms } if now >= until_ms => {
-                *state = State::Probing;
+                *state = State::Probing { since_ms: now };
                 crate::metrics::circuit_state(app_id, 2);
                 tracing::info!(app_id, "WeChat circuit half-open: probing");
                 Ok(Admission::Probe)
             }
-            State::Open { .. } | State::Probing => Err(WechatError::CircuitOpen),
+            State::Probing { since_ms } if now >= since_ms.saturating_add(open_for) => {
+                *state = State::Probing { since_ms: now };
+                tracing::warn!(app_id, "WeChat circuit probe never reported back: probing again");
+                Ok(Admission::Probe)
+            }
+            State::Open { .. } | State::Probing { .. } => Err(WechatError::CircuitOpen),
         }
     }
 
@@ -139,7 +150,7 @@ impl Guard {
                 }
                 State::Closed { failures: 0 }
             }
-            (State::Probing, false) => open,
+            (State::Probing { .. }, false) => open,
             (State::Closed { failures }, false) if failures + 1 >= self.config.failure_threshold => {
                 tracing::warn!(
                     app_id,
@@ -156,7 +167,7 @@ impl Guard {
         let gauge = match next {
             State::Closed { .. } => 0,
             State::Open { .. } => 1,
-            State::Probing => 2,
+            State::Probing { .. } => 2,
         };
         crate::metrics::circuit_state(app_id, gauge);
         *state = next;
@@ -205,6 +216,26 @@ mod tests {
         let probe = g.admit("wx").unwrap();
         g.record("wx", probe, false);
         assert_eq!(g.admit("wx"), Err(WechatError::CircuitOpen));
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_back_is_replaced_after_the_open_period() {
+        let (g, clock) = guard(1);
+        g.record("wx", Admission::Normal, false);
+        clock.advance(Duration::from_secs(11));
+        // The probe's future is dropped (cancelled call): no record().
+        assert_eq!(g.admit("wx"), Ok(Admission::Probe));
+        clock.advance(Duration::from_secs(9));
+        assert_eq!(
+            g.admit("wx"),
+            Err(WechatError::CircuitOpen),
+            "the lost probe still counts as in flight"
+        );
+        clock.advance(Duration::from_secs(1));
+        let probe = g.admit("wx");
+        assert_eq!(probe, Ok(Admission::Probe), "a new probe after open_for");
+        g.record("wx", Admission::Probe, true);
+        assert_eq!(g.admit("wx"), Ok(Admission::Normal), "and it closes the breaker");
     }
 
     #[test]

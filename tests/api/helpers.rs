@@ -307,16 +307,23 @@ impl SimControl {
     }
 
     pub async fn calls(&self, endpoint: &str) -> u64 {
-        let calls: BTreeMap<String, u64> = self
-            .http
+        self.all_calls().await.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Calls of every WeChat endpoint together.
+    pub async fn total_calls(&self) -> u64 {
+        self.all_calls().await.values().sum()
+    }
+
+    async fn all_calls(&self) -> BTreeMap<String, u64> {
+        self.http
             .get(format!("{}/sim/calls", self.base_url))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        calls.get(endpoint).copied().unwrap_or(0)
+            .unwrap()
     }
 }
 

@@ -9,12 +9,29 @@ use wxauth::grpc::pb::ExchangeCodeRequest;
 
 use crate::helpers::{api_tests, assert_error, reason, TestApp};
 
+/// RESOURCE_EXHAUSTED RATE_LIMITED, with a RetryInfo within a minute.
+#[track_caller]
+fn assert_rate_limited<T: std::fmt::Debug>(result: Result<T, tonic::Status>) {
+    let status = result.expect_err("the call should have been limited");
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::ResourceExhausted, "RATE_LIMITED"),
+        "{status:?}"
+    );
+    let retry = status.get_error_details().retry_info().unwrap().retry_delay;
+    assert!(retry.unwrap() <= Duration::from_secs(60), "{retry:?}");
+}
+
 api_tests!(
     no_wechat_call_outlives_the_callers_deadline_and_the_code_stays_usable,
     an_open_circuit_fails_fast_and_a_probe_closes_it,
     the_outbound_rate_limit_answers_resource_exhausted_with_retry_info,
     a_user_logging_in_too_often_is_limited_and_the_code_kept_for_later,
     billed_phone_lookups_are_capped_per_user_per_day,
+    a_user_binding_phones_too_often_is_limited_before_any_billed_lookup,
+    a_lookup_refused_before_reaching_wechat_leaves_the_daily_cap_untouched,
+    an_apps_login_limit_refuses_before_wechat_and_spares_other_apps,
+    an_apps_phone_limit_covers_all_its_users,
 );
 
 async fn no_wechat_call_outlives_the_callers_deadline_and_the_code_stays_usable() {
@@ -159,4 +176,128 @@ async fn billed_phone_lookups_are_capped_per_user_per_day() {
             .phone_number,
         "13500000003"
     );
+}
+
+async fn a_user_binding_phones_too_often_is_limited_before_any_billed_lookup() {
+    let app = TestApp::spawn_with(|c| c.user_phone_limit = 2).await;
+    let login = app.sim.new_code().await;
+    let token = app.exchange(&login.code).await.unwrap().session_token;
+    for n in ["13500000001", "13500000002"] {
+        let phone = app
+            .sim
+            .phone(json!({ "openid": login.openid, "phone_number": n }))
+            .await;
+        app.bind_code(&token, &phone.phone_code).await.unwrap();
+    }
+    let third = app
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13800138000" }))
+        .await;
+    assert_rate_limited(app.bind_code(&token, &third.phone_code).await);
+    assert_rate_limited(app.bind_encrypted(&token, &third, "").await);
+    assert_eq!(
+        app.sim.calls("getuserphonenumber").await,
+        2,
+        "no third billed call"
+    );
+
+    let other = app.login_new_user().await;
+    let phone = app
+        .sim
+        .phone(json!({ "openid": other.user.unwrap().openid, "phone_number": "13800138000" }))
+        .await;
+    assert!(
+        app.bind_code(&other.session_token, &phone.phone_code)
+            .await
+            .is_ok(),
+        "other users are not affected"
+    );
+}
+
+async fn a_lookup_refused_before_reaching_wechat_leaves_the_daily_cap_untouched() {
+    let app = TestApp::spawn_with(|c| {
+        c.phone_lookups_per_day = 1;
+        c.wechat_retries = 0;
+        c.wechat_breaker_threshold = 1;
+        c.wechat_breaker_open = Duration::from_secs(10);
+    })
+    .await;
+    let login = app.sim.new_code().await;
+    let token = app.exchange(&login.code).await.unwrap().session_token;
+    app.access_token("").await.unwrap();
+    let phone = app
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13800138000" }))
+        .await;
+
+    // One failed login opens the app's breaker: the lookup is not sent.
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "errcode": -1, "times": 1}))
+        .await;
+    let code = app.sim.new_code().await.code;
+    assert_error(app.exchange(&code).await, Code::Unavailable, "WECHAT_UNAVAILABLE");
+    assert_error(
+        app.bind_code(&token, &phone.phone_code).await,
+        Code::Unavailable,
+        "WECHAT_UNAVAILABLE",
+    );
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 0);
+
+    // Once the breaker lets a probe through, the day's one lookup is still free.
+    app.clock.advance(Duration::from_secs(11));
+    let bound = app.bind_code(&token, &phone.phone_code).await.unwrap();
+    assert!(bound.changed);
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 1);
+}
+
+const SHOP: &str = "wxshopapp00000001";
+const GAME: &str = "wxgameapp00000002";
+
+async fn login_to(app: &TestApp, app_id: &str) -> Result<(), tonic::Status> {
+    let code = app.sim.login(json!({ "app_id": app_id })).await.code;
+    app.client
+        .clone()
+        .exchange_code(ExchangeCodeRequest {
+            code,
+            app_id: app_id.into(),
+            ..Default::default()
+        })
+        .await
+        .map(drop)
+}
+
+async fn an_apps_login_limit_refuses_before_wechat_and_spares_other_apps() {
+    let app = TestApp::spawn_for_apps(&[SHOP, GAME], |c| {
+        c.app_login_limit = 100;
+        c.apps[0].app_login_limit = Some(2);
+    })
+    .await;
+    for _ in 0..2 {
+        login_to(&app, SHOP).await.unwrap();
+    }
+    assert_rate_limited(login_to(&app, SHOP).await);
+    assert_eq!(
+        app.sim.calls("jscode2session").await,
+        2,
+        "the limited code was not sent to WeChat"
+    );
+    for _ in 0..3 {
+        login_to(&app, GAME).await.unwrap();
+    }
+}
+
+async fn an_apps_phone_limit_covers_all_its_users() {
+    let app = TestApp::spawn_with(|c| c.app_phone_limit = 1).await;
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let login = app.sim.new_code().await;
+        let token = app.exchange(&login.code).await.unwrap().session_token;
+        let phone = app
+            .sim
+            .phone(json!({ "openid": login.openid, "phone_number": "13800138000" }))
+            .await;
+        results.push(app.bind_encrypted(&token, &phone, "").await);
+    }
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert_rate_limited(results.pop().unwrap());
 }

@@ -4,13 +4,16 @@
 mod deploy;
 mod examples;
 mod helpers;
+mod json_logs;
 mod key_rotation;
 mod limits;
 mod login;
+mod metrics;
 mod operability;
 mod outage;
 mod phone;
 mod replicas;
+mod request_limits;
 mod secrets;
 mod server;
 mod sessions;

@@ -34,7 +34,8 @@ async fn tampered_truncated_and_garbage_tokens_are_invalid() {
         &token[..token.len() - 1],
         "",
         "not-a-token",
-        &"A".repeat(4096),
+        // Longer than this is INVALID_ARGUMENT (tests/api/request_limits.rs).
+        &"A".repeat(wxauth::validation::SESSION_TOKEN_MAX),
     ] {
         assert_error(app.verify(bad).await, Code::Unauthenticated, "TOKEN_INVALID");
     }

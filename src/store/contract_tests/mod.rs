@@ -52,6 +52,7 @@ macro_rules! contract_tests {
 
 mod codes;
 mod login;
+mod lookups;
 mod sealing;
 mod sessions;
 

@@ -70,6 +70,12 @@ impl WechatError {
     pub(super) fn retryable(self) -> bool {
         self == Self::Unavailable
     }
+
+    /// Whether the request may have reached WeChat (and, for billed APIs,
+    /// cost money): everything but wxauth's own refusals to send.
+    pub fn was_sent(self) -> bool {
+        !matches!(self, Self::CircuitOpen | Self::Throttled(_))
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +123,13 @@ mod tests {
             assert!(!e.retryable(), "{e:?}");
         }
         assert!(WechatError::Unavailable.retryable());
+    }
+
+    #[test]
+    fn only_our_own_refusals_were_never_sent() {
+        assert!(!WechatError::CircuitOpen.was_sent());
+        assert!(!WechatError::Throttled(std::time::Duration::ZERO).was_sent());
+        assert!(WechatError::Unavailable.was_sent(), "may have reached WeChat");
+        assert!(WechatError::CodeInvalid.was_sent());
     }
 }

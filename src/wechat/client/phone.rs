@@ -88,6 +88,10 @@ impl WechatClient {
     }
 }
 
+pub(super) fn parse(body: &[u8]) -> Result<PhoneInfo, WechatError> {
+    super::decode(body).and_then(phone_info_from)
+}
+
 fn phone_info_from(body: PhoneBody) -> Result<PhoneInfo, WechatError> {
     if body.errcode != 0 {
         return Err(WechatError::from_token_api_errcode(body.errcode));

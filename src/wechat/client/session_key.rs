@@ -42,10 +42,7 @@ impl WechatClient {
         let body: StatusBody = self
             .call(app_id, "checksession", || self.http.get(&url).query(&query))
             .await?;
-        match body.errcode {
-            0 => Ok(()),
-            errcode => Err(WechatError::from_token_api_errcode(errcode)),
-        }
+        status_from(body)
     }
 
     /// `GET /wxa/resetusersessionkey`: invalidates `session_key` (which must
@@ -82,6 +79,21 @@ fn signed_query<'a>(
         ("signature", signature),
         ("sig_method", "hmac_sha256"),
     ]
+}
+
+pub(super) fn parse_status(body: &[u8]) -> Result<(), WechatError> {
+    super::decode(body).and_then(status_from)
+}
+
+pub(super) fn parse_reset(body: &[u8]) -> Result<Secret<String>, WechatError> {
+    super::decode(body).and_then(new_session_key_from)
+}
+
+fn status_from(body: StatusBody) -> Result<(), WechatError> {
+    match body.errcode {
+        0 => Ok(()),
+        errcode => Err(WechatError::from_token_api_errcode(errcode)),
+    }
 }
 
 fn new_session_key_from(body: ResetBody) -> Result<Secret<String>, WechatError> {

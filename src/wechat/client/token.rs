@@ -59,6 +59,10 @@ impl WechatClient {
     }
 }
 
+pub(super) fn parse(body: &[u8]) -> Result<AccessToken, WechatError> {
+    super::decode(body).and_then(access_token_from)
+}
+
 fn access_token_from(body: StableTokenBody) -> Result<AccessToken, WechatError> {
     if body.errcode != 0 {
         return Err(WechatError::from_errcode(body.errcode));

@@ -1,0 +1,108 @@
+//! Request messages to domain input. Every field of every request is
+//! checked here against [`crate::validation`]'s limits before the domain
+//! sees the request, so before any I/O, and a violation names the field by
+//! its path in the message.
+use super::pb;
+use crate::error::{Error, Result};
+use crate::login::ExchangeOptions;
+use crate::phone::PhoneSource;
+use crate::user_info::UserInfoInput;
+use crate::users::UserKey;
+use crate::validation::{self, CipherFields};
+
+/// ExchangeCode's input.
+#[derive(Debug)]
+pub struct Exchange {
+    pub code: String,
+    pub app_id: String,
+    pub options: ExchangeOptions,
+    pub phone: Option<PhoneSource>,
+}
+
+/// BindPhone's input.
+#[derive(Debug)]
+pub struct Bind {
+    pub session_token: String,
+    pub source: PhoneSource,
+    pub login_code: Option<String>,
+}
+
+const ENCRYPTED_PHONE: CipherFields = CipherFields {
+    data: "encrypted_phone.encrypted_data",
+    iv: "encrypted_phone.iv",
+};
+
+const ENCRYPTED: CipherFields = CipherFields {
+    data: "encrypted.encrypted_data",
+    iv: "encrypted.iv",
+};
+
+pub fn exchange_code(req: pb::ExchangeCodeRequest) -> Result<Exchange> {
+    use pb::exchange_code_request::Phone;
+    validation::code("code", &req.code)?;
+    validation::app_id("app_id", &req.app_id)?;
+    let phone = match req.phone {
+        None => None,
+        Some(Phone::EncryptedPhone(e)) => {
+            Some(PhoneSource::encrypted(ENCRYPTED_PHONE, &e.encrypted_data, &e.iv)?)
+        }
+        Some(Phone::PhoneCode(code)) => Some(PhoneSource::code("phone_code", &code)?),
+    };
+    let user_info = req
+        .user_info
+        .map(|i| UserInfoInput::parse(&i.raw_data, &i.signature, &i.encrypted_data, &i.iv))
+        .transpose()?;
+    Ok(Exchange {
+        code: req.code,
+        app_id: req.app_id,
+        options: ExchangeOptions {
+            user_info,
+            attach_to: None,
+        },
+        phone,
+    })
+}
+
+pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
+    use pb::bind_phone_request::Source;
+    session_token(&req.session_token)?;
+    let source = match req.source {
+        None => return Err(Error::invalid("source", "encrypted or phone_code is required")),
+        Some(Source::Encrypted(e)) => PhoneSource::encrypted(ENCRYPTED, &e.encrypted_data, &e.iv)?,
+        Some(Source::PhoneCode(code)) => PhoneSource::code("phone_code", &code)?,
+    };
+    let login_code = Some(req.login_code).filter(|c| !c.is_empty());
+    if let Some(code) = &login_code {
+        validation::code("login_code", code)?;
+    }
+    Ok(Bind {
+        session_token: req.session_token,
+        source,
+        login_code,
+    })
+}
+
+/// The `session_token` of VerifyToken, CheckSession, RevokeToken and
+/// BindPhone: only its hard cap (see [`validation::session_token`]).
+pub fn session_token(token: &str) -> Result<()> {
+    validation::session_token("session_token", token)
+}
+
+pub fn find_users(req: pb::FindUsersRequest) -> Result<UserKey> {
+    use pb::find_users_request::Key;
+    match req.key {
+        Some(Key::Unionid(u)) => {
+            validation::user_key("unionid", &u)?;
+            Ok(UserKey::Unionid(u))
+        }
+        Some(Key::UserId(id)) => {
+            validation::user_key("user_id", &id)?;
+            Ok(UserKey::UserId(id))
+        }
+        None => Err(Error::invalid("key", "unionid or user_id is required")),
+    }
+}
+
+pub fn get_access_token(req: &pb::GetAccessTokenRequest) -> Result<()> {
+    validation::app_id("app_id", &req.app_id)
+}
