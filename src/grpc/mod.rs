@@ -1,9 +1,12 @@
 //! The gRPC layer: the only code that touches generated proto types.
 //! Handlers validate nothing themselves beyond shape; they convert, call
 //! the domain, and convert back.
+mod access;
 mod auth;
+pub mod callers;
 mod convert;
 
+pub use access::Access;
 pub use auth::AuthApi;
 
 /// Generated from `proto/wxauth/v1/auth.proto`.
