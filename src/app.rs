@@ -18,7 +18,7 @@ use crate::apps::{App, Apps};
 use crate::clock::{ms, Clock};
 use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
 use crate::crypto::{random_bytes, ServerKeys};
-use crate::grpc::{pb::auth_service_server::AuthServiceServer, AuthApi, MAX_MESSAGE_SIZE};
+use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
 use crate::login::CODE_TTL_MS;
 use crate::model::TokenPolicy;
 use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
@@ -30,6 +30,7 @@ use crate::wechat::WechatClient;
 
 pub struct Application {
     listener: TcpListener,
+    access: Access,
     metrics_listener: Option<TcpListener>,
     wxauth: Arc<Wxauth>,
     simulator: Option<Simulator>,
@@ -53,6 +54,7 @@ impl Application {
 
     /// Like [`Application::build`], with a clock tests can move.
     pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
+        let access = Access::from_config(config)?;
         let (apps, simulator, base_url) = if config.has_credentials() {
             let apps = configured_apps(config)?;
             (apps, None, config.wechat_base_url.clone())
@@ -146,6 +148,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            access,
             metrics_listener,
             wxauth,
             simulator,
@@ -218,12 +221,16 @@ impl Application {
             crate::metrics::register_apps(self.wxauth.apps.iter().map(App::id));
             tokio::spawn(crate::metrics::serve(listener, self.wxauth.store().clone()))
         });
-        let server = tonic::transport::Server::builder()
+        let router = self
+            .access
+            .server()?
             .trace_fn(request_span)
             .add_service(health_service)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(auth)
+            .add_service(reflection_v1alpha);
+        let server = self
+            .access
+            .add_auth(router, auth)
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain);
         // Streams that never end (health Watch) would hold the drain open
         // forever: after the grace period the rest is closed.
@@ -452,7 +459,7 @@ pub async fn shutdown_signal() {
 
 /// The span around every request: its method and a request id, taken from
 /// the caller's `x-request-id` or made up, so every log line of a request
-/// can be found together.
+/// can be found together; and, with `[[callers]]`, the caller's name.
 fn request_span(request: &axum::http::Request<()>) -> tracing::Span {
     // Nothing to pay for when no span would be recorded (e.g. WXAUTH_LOG=warn).
     if !tracing::enabled!(tracing::Level::INFO) {
@@ -464,5 +471,10 @@ fn request_span(request: &axum::http::Request<()>) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| hex::encode(random_bytes::<8>()), str::to_owned);
-    tracing::info_span!("rpc", method = %request.uri().path(), request_id = %request_id)
+    tracing::info_span!(
+        "rpc",
+        method = %request.uri().path(),
+        request_id = %request_id,
+        caller = tracing::field::Empty
+    )
 }

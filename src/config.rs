@@ -2,6 +2,7 @@
 //! variable. The doc comments are `wxauth --help`. The only module that
 //! reads the environment.
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -50,6 +51,13 @@ pub struct CheckConfig {
     /// Give up after this long.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// PEM CA certificate to trust for an `https://` address.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry, when it differs from the
+    /// address's host (e.g. probing `https://127.0.0.1:50051` in a container).
+    #[arg(long)]
+    pub tls_domain: Option<String>,
 }
 
 /// An address, or `off`.
@@ -75,8 +83,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// A TOML configuration file: top-level keys are these options' long
-    /// names with `_` (flags and environment variables override it), and
-    /// `[[apps]]` tables configure several mini programs.
+    /// names with `_` (flags and environment variables override it),
+    /// `[[apps]]` tables configure several mini programs and `[[callers]]`
+    /// the services allowed to call.
     #[arg(long, env = "WXAUTH_CONFIG")]
     pub config: Option<std::path::PathBuf>,
 
@@ -85,9 +94,29 @@ pub struct Config {
     #[arg(skip)]
     pub apps: Vec<crate::config_file::AppEntry>,
 
+    /// Services allowed to call AuthService, from the configuration file's
+    /// `[[callers]]`; when empty, anyone who reaches the port may call.
+    #[arg(skip)]
+    pub callers: Vec<crate::config_file::CallerEntry>,
+
     /// Address the gRPC server listens on.
     #[arg(long, env = "WXAUTH_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+
+    /// PEM certificate chain for TLS on the gRPC port (with `--tls-key`).
+    /// Unset: plaintext, for local development.
+    #[arg(long, env = "WXAUTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "WXAUTH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) that sign client certificates (mutual TLS).
+    /// Clients without one still reach health and reflection; `[[callers]]`
+    /// with `cert_sha256` or `cert_dns_name` say who may call AuthService.
+    #[arg(long, env = "WXAUTH_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// Database URL: `sqlite://PATH` (created on first start) or
     /// `postgres://USER@HOST/DB` (migrated on start; needs a server key).

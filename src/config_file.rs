@@ -3,9 +3,10 @@
 //! Precedence is the usual one: flags, then `WXAUTH_*` environment
 //! variables, then the file, then built-in defaults. The file's top-level
 //! keys are the long flag names with `_` for `-` (`login_window = "90s"`);
-//! `[[apps]]` tables configure several mini programs. Secrets are never
-//! accepted inline: an app's secret comes from an environment variable
-//! (`secret_env`) or a file (`secret_file`).
+//! `[[apps]]` tables configure several mini programs and `[[callers]]` the
+//! services allowed to call AuthService. Secrets are never accepted inline:
+//! an app's secret comes from an environment variable (`secret_env`) or a
+//! file (`secret_file`); a caller's API key appears only as its SHA-256.
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,6 +66,42 @@ impl AppEntry {
     }
 }
 
+/// One service allowed to call AuthService, from `[[callers]]`: how it
+/// proves who it is (any one of its credentials will do) and which methods
+/// it may call. Checked when the server starts (`grpc::callers`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerEntry {
+    /// Shown in logs and errors; never a secret.
+    pub name: String,
+    /// SHA-256 (hex) of the caller's API key, sent as `authorization: Bearer KEY`.
+    /// A list during a key rotation.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub api_key_sha256: Vec<String>,
+    /// SHA-256 fingerprint (hex, `:` allowed) of the caller's client certificate.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub cert_sha256: Vec<String>,
+    /// A DNS name in the subjectAltName of the caller's client certificate,
+    /// which `--tls-client-ca` has verified.
+    pub cert_dns_name: Option<String>,
+    /// The AuthService methods it may call, e.g. `["VerifyToken"]`.
+    pub methods: Vec<String>,
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 mod humantime_serde_opt {
     use std::time::Duration;
 
@@ -86,10 +123,10 @@ where
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let mut command = Cli::command();
-    let mut apps = Vec::new();
+    let mut tables = Tables::default();
     if let Some(path) = config_path(&args) {
-        let (settings, file_apps) = read(&path)?;
-        for (key, value) in settings {
+        tables = read(&path)?;
+        for (key, value) in std::mem::take(&mut tables.settings) {
             if SECRET_KEYS.contains(&key.as_str()) {
                 bail!(
                     "{}: `{key}` is a secret: set it in the environment, not in a file",
@@ -101,11 +138,11 @@ where
             }
             command = command.mut_arg(key.as_str(), |a| a.default_value(value));
         }
-        apps = file_apps;
     }
     let matches = command.try_get_matches_from(args)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
-    cli.config.apps = apps;
+    cli.config.apps = tables.apps;
+    cli.config.callers = tables.callers;
     Ok(cli)
 }
 
@@ -126,18 +163,22 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
 /// A setting's long name (with `_`) and its value as a flag would give it.
 type Setting = (String, String);
 
-/// The file's top-level settings as strings, and its apps.
-fn read(path: &Path) -> anyhow::Result<(Vec<Setting>, Vec<AppEntry>)> {
+/// What a configuration file holds.
+#[derive(Default)]
+struct Tables {
+    settings: Vec<Setting>,
+    apps: Vec<AppEntry>,
+    callers: Vec<CallerEntry>,
+}
+
+/// The file's top-level settings as strings, its apps and its callers.
+fn read(path: &Path) -> anyhow::Result<Tables> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut table: toml::Table = text
         .parse()
         .with_context(|| format!("parsing {}", path.display()))?;
-    let apps = match table.remove("apps") {
-        Some(value) => value
-            .try_into::<Vec<AppEntry>>()
-            .with_context(|| format!("{}: [[apps]]", path.display()))?,
-        None => Vec::new(),
-    };
+    let apps = array_of_tables(&mut table, "apps", path)?;
+    let callers = array_of_tables(&mut table, "callers", path)?;
     let mut settings = Vec::new();
     for (key, value) in table {
         let value = match value {
@@ -152,7 +193,25 @@ fn read(path: &Path) -> anyhow::Result<(Vec<Setting>, Vec<AppEntry>)> {
         };
         settings.push((key, value));
     }
-    Ok((settings, apps))
+    Ok(Tables {
+        settings,
+        apps,
+        callers,
+    })
+}
+
+/// `[[name]]` entries, removed from the top-level table.
+fn array_of_tables<T: serde::de::DeserializeOwned>(
+    table: &mut toml::Table,
+    name: &str,
+    path: &Path,
+) -> anyhow::Result<Vec<T>> {
+    match table.remove(name) {
+        Some(value) => value
+            .try_into::<Vec<T>>()
+            .with_context(|| format!("{}: [[{name}]]", path.display())),
+        None => Ok(Vec::new()),
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +268,29 @@ mod tests {
         assert_eq!(apps[0].login_window, Some(Duration::ZERO));
         assert!(apps[1].secret().is_err(), "unset variable");
         assert!(!format!("{apps:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn callers_come_from_the_file_with_one_or_several_hashes() {
+        let f = file(
+            "[[callers]]\nname = \"bff\"\napi_key_sha256 = \"ab\"\nmethods = [\"ExchangeCode\"]\n\n\
+             [[callers]]\nname = \"orders\"\ncert_sha256 = [\"01\", \"02\"]\ncert_dns_name = \"orders.internal\"\n\
+             methods = [\"VerifyToken\", \"FindUsers\"]\n",
+        );
+        let cli = parse_cli(["wxauth", "--config", f.path().to_str().unwrap()]).unwrap();
+        let callers = &cli.config.callers;
+        assert_eq!(callers.len(), 2);
+        assert_eq!(callers[0].api_key_sha256, ["ab"]);
+        assert!(callers[0].cert_sha256.is_empty());
+        assert_eq!(callers[1].cert_sha256, ["01", "02"]);
+        assert_eq!(callers[1].cert_dns_name.as_deref(), Some("orders.internal"));
+        assert_eq!(callers[1].methods, ["VerifyToken", "FindUsers"]);
+    }
+
+    #[test]
+    fn an_inline_api_key_is_refused() {
+        let f = file("[[callers]]\nname = \"bff\"\napi_key = \"k\"\nmethods = []\n");
+        assert!(parse_cli(["wxauth", "--config", f.path().to_str().unwrap()]).is_err());
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub enum Error {
     LoginCodeMismatch,
     #[error("storage is unavailable; retry later")]
     StoreUnavailable,
+    /// No `[[callers]]` entry matches the request's API key or client certificate.
+    #[error("unknown caller: send a configured API key (authorization: Bearer) or client certificate")]
+    CallerUnknown,
+    /// A known caller called a method outside its policy.
+    #[error("this caller may not call {method}")]
+    CallerForbidden { method: &'static str },
     /// Anything the caller cannot act on. The cause is logged, not returned.
     #[error("internal error")]
     Internal(Arc<anyhow::Error>),
@@ -99,6 +105,8 @@ impl Error {
             Self::PhoneRequired => "PHONE_REQUIRED",
             Self::LoginCodeMismatch => "LOGIN_CODE_MISMATCH",
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
+            Self::CallerUnknown => "CALLER_UNKNOWN",
+            Self::CallerForbidden { .. } => "CALLER_FORBIDDEN",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -113,10 +121,15 @@ impl Error {
             | Self::PhoneCodeUsed
             | Self::UserInfoInvalid => Code::InvalidArgument,
             Self::SessionKeyStale | Self::PhoneDataExpired => Code::FailedPrecondition,
-            Self::UserBlocked | Self::PhoneRequired | Self::LoginCodeMismatch => Code::PermissionDenied,
+            Self::UserBlocked
+            | Self::PhoneRequired
+            | Self::LoginCodeMismatch
+            | Self::CallerForbidden { .. } => Code::PermissionDenied,
             Self::WechatRateLimited | Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::WechatUnavailable | Self::StoreUnavailable => Code::Unavailable,
-            Self::TokenInvalid | Self::TokenExpired | Self::TokenRevoked => Code::Unauthenticated,
+            Self::TokenInvalid | Self::TokenExpired | Self::TokenRevoked | Self::CallerUnknown => {
+                Code::Unauthenticated
+            }
             Self::Internal(_) => Code::Internal,
         }
     }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: flags and `WXAUTH_*` environment (the only module reading it).
 //! - [`app`]: builds everything, serves gRPC with health and reflection, drains on shutdown.
-//! - [`grpc`]: the only code that touches generated proto types.
+//! - [`grpc`]: the only code that touches generated proto types; also TLS on
+//!   the gRPC port and [`grpc::callers`], who may call which method.
 //! - [`login`], [`session`], [`phone`], [`user_info`], [`access_token`]: domain
 //!   operations on [`service::Wxauth`], no tonic/prost.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
@@ -27,6 +28,9 @@
 //! - The database holds secrets (session_keys, access tokens) only sealed
 //!   under the server key: the store takes and returns [`crypto::Sealed`].
 //! - Identity comes from a code or a token, never from an openid a caller sends.
+//! - With `[[callers]]`, no AuthService handler runs for an unknown caller or
+//!   a method outside its policy; health and reflection stay open. API keys
+//!   exist in wxauth only as SHA-256 hashes and are never logged.
 #![forbid(unsafe_code)]
 
 pub mod access_token;

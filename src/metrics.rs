@@ -36,6 +36,12 @@ pub fn rpc(method: &'static str, code: tonic::Code, elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
+/// A request AuthService's caller policy refused (`reason` is
+/// `CALLER_UNKNOWN` or `CALLER_FORBIDDEN`).
+pub fn caller_refused(reason: &'static str, method: &'static str) {
+    counter!("wxauth_caller_refusals_total", "reason" => reason, "method" => method).increment(1);
+}
+
 /// One HTTP attempt at WeChat; `outcome` is the errcode, or `http_5xx`,
 /// `transport`, `malformed`.
 pub fn wechat_attempt(endpoint: &'static str, outcome: String, elapsed: Duration) {

@@ -2,10 +2,13 @@
 //! Handlers validate nothing themselves: [`requests`] checks every field
 //! of a request and converts it, the handler calls the domain, and
 //! `convert` turns the answer back into a response.
+mod access;
 mod auth;
+pub mod callers;
 mod convert;
 pub(crate) mod requests;
 
+pub use access::Access;
 pub use auth::AuthApi;
 
 /// Generated from `proto/wxauth/v1/auth.proto`.

@@ -443,9 +443,15 @@ impl TestApp {
         let server = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
         }));
-        let client = AuthServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
+        let endpoint = Channel::from_shared(format!("http://{addr}")).unwrap();
+        // A TLS server refuses this plaintext channel: TLS tests make their
+        // own (`pki::Pki::channel`) and may use this one to see it refused.
+        let channel = if config.tls_cert.is_some() {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect().await.unwrap()
+        };
+        let client = AuthServiceClient::new(channel);
         Self {
             addr,
             metrics_addr,

@@ -1,6 +1,7 @@
 //! One integration-test binary: real gRPC to a real wxauth, real HTTP to the
 //! WeChat simulator, a real database: every case runs on a SQLite file and
 //! on a PostgreSQL schema (see `helpers::api_tests!`).
+mod callers;
 mod deploy;
 mod examples;
 mod helpers;
@@ -12,6 +13,7 @@ mod metrics;
 mod operability;
 mod outage;
 mod phone;
+mod pki;
 mod replicas;
 mod request_limits;
 mod secrets;
