@@ -144,10 +144,10 @@ pub enum DecryptError {
 }
 
 /// Decodes WeChat's base64, tolerating a `+` that turned into a space in
-/// transit (form-encoded bodies) and surrounding whitespace.
+/// transit (form-encoded bodies) and surrounding whitespace. Spaces become
+/// `+` before trimming: a value may well start or end with a `+`.
 pub fn decode_wechat_base64(s: &str) -> Option<Vec<u8>> {
-    let fixed: String = s.trim().chars().map(|c| if c == ' ' { '+' } else { c }).collect();
-    STANDARD.decode(fixed).ok()
+    STANDARD.decode(s.replace(' ', "+").trim()).ok()
 }
 
 /// The 16-byte AES key of a base64 session_key string.
@@ -267,6 +267,15 @@ pub(crate) mod tests {
     #[test]
     fn v1_survives_plus_turned_into_space() {
         assert_eq!(v1_decrypt(&V1_DATA.replace('+', " ")).unwrap().len(), 393);
+    }
+
+    #[test]
+    fn a_leading_or_trailing_plus_that_became_a_space_is_kept() {
+        // 0xfb encodes as '+' in the first and the last position.
+        let bytes = [0xfb, 0xef, 0xbe, 0xfb, 0xef, 0xbe];
+        assert_eq!(STANDARD.encode(bytes), "++++++++");
+        assert_eq!(decode_wechat_base64("        ").unwrap(), bytes);
+        assert_eq!(decode_wechat_base64(" +++++++\n").unwrap(), bytes);
     }
 
     #[test]
