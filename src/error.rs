@@ -60,6 +60,10 @@ pub enum Error {
     LoginCodeMismatch,
     #[error("storage is unavailable; retry later")]
     StoreUnavailable,
+    /// The caller's deadline came before the answer; work already begun
+    /// (a claimed code) finishes in the background, so a retry is safe.
+    #[error("the deadline passed before wxauth could answer; retry")]
+    DeadlineExceeded,
     /// Anything the caller cannot act on. The cause is logged, not returned.
     #[error("internal error")]
     Internal(Arc<anyhow::Error>),
@@ -99,6 +103,7 @@ impl Error {
             Self::PhoneRequired => "PHONE_REQUIRED",
             Self::LoginCodeMismatch => "LOGIN_CODE_MISMATCH",
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -117,6 +122,7 @@ impl Error {
             Self::WechatRateLimited | Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::WechatUnavailable | Self::StoreUnavailable => Code::Unavailable,
             Self::TokenInvalid | Self::TokenExpired | Self::TokenRevoked => Code::Unauthenticated,
+            Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::Internal(_) => Code::Internal,
         }
     }

@@ -65,7 +65,7 @@ impl Wxauth {
     /// BindPhone: binds the phone to the token's user, first exchanging
     /// `login_code` (refreshing the session_key) when one is given.
     pub async fn bind_phone(
-        &self,
+        self: &std::sync::Arc<Self>,
         token: &str,
         source: PhoneSource,
         login_code: Option<&str>,
