@@ -4,8 +4,8 @@
 //! - [`config`]: flags and `WXAUTH_*` environment (the only module reading it).
 //! - [`app`]: builds everything, serves gRPC with health and reflection, drains on shutdown.
 //! - [`grpc`]: the only code that touches generated proto types.
-//! - [`login`], [`session`], [`phone`], [`user_info`], [`access_token`]: domain
-//!   operations on [`service::Wxauth`], no tonic/prost.
+//! - [`login`], [`session`], [`phone`], [`phone_code`], [`user_info`],
+//!   [`access_token`]: domain operations on [`service::Wxauth`], no tonic/prost.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
 //!   errcodes) and the WeChat simulator.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
@@ -36,6 +36,7 @@ pub mod login;
 pub mod metrics;
 pub mod model;
 pub mod phone;
+pub mod phone_code;
 pub mod secret;
 pub mod service;
 pub mod session;

@@ -90,7 +90,7 @@ impl Wxauth {
 
     /// Resolves the phone from its source and stores it on the user.
     pub(crate) async fn bind_phone_for(
-        &self,
+        self: &std::sync::Arc<Self>,
         app: &App,
         user: &User,
         source: &PhoneSource,
@@ -133,17 +133,15 @@ impl Wxauth {
         Ok(phone)
     }
 
-    /// Exchanges a phone code with WeChat, once: a repeat returns the
-    /// remembered answer without another billed call.
-    async fn phone_from_code(&self, app: &App, user: &User, code: &str) -> Result<Phone> {
-        let code_hash = self.keys.code_hash("phone", app.id(), code);
-        if let Some((owner, phone)) = self.store.phone_code(&code_hash).await? {
-            return if owner == user.user_id {
-                Ok(phone)
-            } else {
-                Err(Error::PhoneCodeUsed)
-            };
-        }
+    /// Exchanges a claimed phone code with WeChat and remembers the answer
+    /// (`phone_code.rs` makes sure this runs once per code).
+    pub(crate) async fn lookup_phone(
+        &self,
+        app: &App,
+        user: &User,
+        code: &str,
+        code_hash: &str,
+    ) -> Result<Phone> {
         // Every lookup is billed: cap them per user per day, across replicas.
         let now = self.clock.now_ms();
         let count = self
@@ -175,7 +173,7 @@ impl Wxauth {
         };
         self.check_phone_age(&phone)?;
         self.store
-            .remember_phone_code(&code_hash, &user.user_id, &phone, self.clock.now_ms())
+            .remember_phone_code(code_hash, &user.user_id, &phone, self.clock.now_ms())
             .await?;
         Ok(phone)
     }

@@ -71,6 +71,18 @@ pub enum Claim {
     Held(CodeState),
 }
 
+/// Where a phone code stands, as a request that wants it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneClaim {
+    /// This request claimed the code: it asks WeChat, then remembers the
+    /// answer or releases the claim.
+    Acquired,
+    /// Another request is asking WeChat; wait and ask again.
+    Pending,
+    /// Exchanged: the user it was bound for, and the phone.
+    Done(String, Phone),
+}
+
 /// Everything a login writes, in one transaction.
 #[derive(Debug)]
 pub struct NewLogin<'a> {
@@ -166,7 +178,23 @@ pub trait Store: Send + Sync + 'static {
     /// The remembered answer for a phone code: the user it was bound for and the phone.
     async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>>;
 
-    /// Remembers a phone code's answer (first writer wins).
+    /// Claims a phone code for its billed WeChat exchange, or reports who
+    /// holds it or what it was exchanged for. Pending claims older than
+    /// `abandoned_before` are taken over.
+    async fn claim_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        now: i64,
+        abandoned_before: i64,
+    ) -> Result<PhoneClaim>;
+
+    /// Gives up a pending phone-code claim (WeChat gave no usable answer),
+    /// so that a retry can claim it again.
+    async fn release_phone_code(&self, code_hash: &str) -> Result<()>;
+
+    /// Remembers a phone code's answer, completing a pending claim (first
+    /// answer wins).
     async fn remember_phone_code(
         &self,
         code_hash: &str,

@@ -10,7 +10,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use super::rows::{
     ClaimRow, SessionRow, SessionUserRow, UserRow, SESSION_COLUMNS, SESSION_USER_COLUMNS, USER_COLUMNS,
 };
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
@@ -271,6 +271,20 @@ impl Store for PgStore {
 
     async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>> {
         shared::postgres::phone_code(&self.pool, code_hash).await
+    }
+
+    async fn claim_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        now: i64,
+        abandoned_before: i64,
+    ) -> Result<PhoneClaim> {
+        shared::postgres::claim_phone_code(&self.pool, code_hash, user_id, now, abandoned_before).await
+    }
+
+    async fn release_phone_code(&self, code_hash: &str) -> Result<()> {
+        shared::postgres::release_phone_code(&self.pool, code_hash).await
     }
 
     async fn remember_phone_code(

@@ -7,6 +7,7 @@ macro_rules! shared_statements {
         use crate::crypto::SessionId;
         use crate::error::{Error, Result};
         use crate::model::{Phone, PhoneBinding, Profile, SessionKeys, StoredAccessToken, User};
+        use crate::store::PhoneClaim;
         use crate::store::rows::{AccessTokenRow, PhoneCodeRow, PhoneRow, SessionKeysRow, UserRow, USER_COLUMNS};
 
         type Pool = sqlx::Pool<$db>;
@@ -102,7 +103,7 @@ macro_rules! shared_statements {
         pub async fn phone_code(pool: &Pool, code_hash: &str) -> Result<Option<(String, Phone)>> {
             let row: Option<PhoneCodeRow> = sqlx::query_as(
                 "SELECT user_id, phone_number, pure_phone_number, country_code, watermark_timestamp
-                 FROM phone_codes WHERE code_hash = $1",
+                 FROM phone_codes WHERE code_hash = $1 AND state = 'done'",
             )
             .bind(code_hash)
             .fetch_optional(pool)
@@ -118,9 +119,13 @@ macro_rules! shared_statements {
             now: i64,
         ) -> Result<()> {
             sqlx::query(
-                "INSERT INTO phone_codes (code_hash, user_id, phone_number, pure_phone_number, country_code,
-                     watermark_timestamp, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (code_hash) DO NOTHING",
+                "INSERT INTO phone_codes (code_hash, user_id, state, phone_number, pure_phone_number,
+                     country_code, watermark_timestamp, claimed_at, created_at)
+                 VALUES ($1, $2, 'done', $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (code_hash) DO UPDATE SET user_id = excluded.user_id, state = 'done',
+                     phone_number = excluded.phone_number, pure_phone_number = excluded.pure_phone_number,
+                     country_code = excluded.country_code, watermark_timestamp = excluded.watermark_timestamp
+                 WHERE phone_codes.state = 'pending'",
             )
             .bind(code_hash)
             .bind(user_id)
@@ -131,6 +136,47 @@ macro_rules! shared_statements {
             .bind(now)
             .execute(pool)
             .await?;
+            Ok(())
+        }
+
+        pub async fn claim_phone_code(
+            pool: &Pool,
+            code_hash: &str,
+            user_id: &str,
+            now: i64,
+            abandoned_before: i64,
+        ) -> Result<PhoneClaim> {
+            // A row comes back only when this request now holds the claim:
+            // a new one, or a pending one whose claimant went quiet. An
+            // answered code is never claimed again.
+            let claimed: Option<String> = sqlx::query_scalar(
+                "INSERT INTO phone_codes (code_hash, user_id, state, claimed_at, created_at)
+                 VALUES ($1, $2, 'pending', $3, $3)
+                 ON CONFLICT (code_hash) DO UPDATE SET user_id = excluded.user_id,
+                     claimed_at = excluded.claimed_at
+                 WHERE phone_codes.state = 'pending' AND phone_codes.claimed_at < $4
+                 RETURNING code_hash",
+            )
+            .bind(code_hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(abandoned_before)
+            .fetch_optional(pool)
+            .await?;
+            if claimed.is_some() {
+                return Ok(PhoneClaim::Acquired);
+            }
+            // Not done (or purged meanwhile): the caller asks again.
+            Ok(phone_code(pool, code_hash)
+                .await?
+                .map_or(PhoneClaim::Pending, |(user_id, phone)| PhoneClaim::Done(user_id, phone)))
+        }
+
+        pub async fn release_phone_code(pool: &Pool, code_hash: &str) -> Result<()> {
+            sqlx::query("DELETE FROM phone_codes WHERE code_hash = $1 AND state = 'pending'")
+                .bind(code_hash)
+                .execute(pool)
+                .await?;
             Ok(())
         }
 

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
-use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PoolSettings, Store};
+use super::{shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store};
 use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
@@ -317,6 +317,20 @@ impl Store for SqliteStore {
 
     async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>> {
         shared::sqlite::phone_code(&self.pool, code_hash).await
+    }
+
+    async fn claim_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        now: i64,
+        abandoned_before: i64,
+    ) -> Result<PhoneClaim> {
+        shared::sqlite::claim_phone_code(&self.pool, code_hash, user_id, now, abandoned_before).await
+    }
+
+    async fn release_phone_code(&self, code_hash: &str) -> Result<()> {
+        shared::sqlite::release_phone_code(&self.pool, code_hash).await
     }
 
     async fn remember_phone_code(

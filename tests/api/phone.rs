@@ -11,6 +11,7 @@ api_tests!(
     the_legacy_payload_binds_the_phone,
     a_plus_that_arrived_as_a_space_is_tolerated,
     a_phone_code_binds_and_is_exchanged_with_wechat_only_once,
+    ten_concurrent_binds_with_one_phone_code_make_one_billed_call_and_all_succeed,
     another_users_phone_code_is_refused,
     an_unknown_phone_code_is_phone_code_invalid,
     a_new_number_replaces_the_old_one_and_the_old_one_goes_to_history,
@@ -88,6 +89,24 @@ async fn a_phone_code_binds_and_is_exchanged_with_wechat_only_once() {
     assert_eq!(first.user.unwrap().phone_number, "13900001111");
     assert_eq!(again.user.unwrap().phone_number, "13900001111");
     assert!(!again.changed);
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 1, "billed once");
+}
+
+async fn ten_concurrent_binds_with_one_phone_code_make_one_billed_call_and_all_succeed() {
+    let app = TestApp::spawn().await;
+    let (openid, token) = logged_in(&app).await;
+    let phone = app
+        .sim
+        .phone(json!({ "openid": openid, "phone_number": "13900001111" }))
+        .await;
+    // WeChat takes its time, so that the others arrive while it answers.
+    app.sim
+        .fault(json!({ "endpoint": "getuserphonenumber", "delay_ms": 300, "times": 1 }))
+        .await;
+    let binds = (0..10).map(|_| app.bind_code(&token, &phone.phone_code));
+    for result in futures::future::join_all(binds).await {
+        assert_eq!(result.unwrap().user.unwrap().phone_number, "13900001111");
+    }
     assert_eq!(app.sim.calls("getuserphonenumber").await, 1, "billed once");
 }
 
