@@ -159,7 +159,9 @@ impl Wxauth {
                 Claim::Acquired { exchange } => {
                     return self.complete_claim(app, code, code_hash, exchange, options).await
                 }
-                Claim::Held(CodeState::Done(id)) => return self.replay(id, false, options).await,
+                Claim::Held(CodeState::Done { session, created }) => {
+                    return self.replay(session, created, options).await
+                }
                 Claim::Held(CodeState::Failed(reason)) => return Err(failure_error(&reason)),
                 Claim::Held(CodeState::Pending) if Instant::now() < give_up => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -55,8 +55,9 @@ impl Default for PoolSettings {
 pub enum CodeState {
     /// Someone else is working on it; wait and ask again.
     Pending,
-    /// The login for this code was committed.
-    Done(SessionId),
+    /// The login for this code was committed: its session, and whether it
+    /// registered the user.
+    Done { session: SessionId, created: bool },
     /// WeChat refused the code; the reason is an error reason string.
     Failed(String),
 }

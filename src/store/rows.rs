@@ -115,6 +115,7 @@ pub(super) struct ClaimRow {
     session_key: Option<String>,
     session_id: Option<String>,
     failure: Option<String>,
+    created: Option<bool>,
 }
 
 impl ClaimRow {
@@ -128,7 +129,12 @@ impl ClaimRow {
 
     pub(super) fn state(&self) -> CodeState {
         match (self.state.as_str(), &self.session_id, &self.failure) {
-            ("done", Some(id), _) => SessionId::from_hex(id).map_or(CodeState::Pending, CodeState::Done),
+            ("done", Some(id), _) => {
+                SessionId::from_hex(id).map_or(CodeState::Pending, |session| CodeState::Done {
+                    session,
+                    created: self.created.unwrap_or(false),
+                })
+            }
             ("failed", _, Some(reason)) => CodeState::Failed(reason.clone()),
             _ => CodeState::Pending,
         }

@@ -92,11 +92,12 @@ impl Store for SqliteStore {
                  unionid = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.unionid END,
                  session_key = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.session_key END,
                  session_id = NULL,
-                 failure = NULL
+                 failure = NULL,
+                 created = NULL
              WHERE code_exchanges.created_at < ?4
                 OR code_exchanges.state = 'exchanged'
                 OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < ?5)
-             RETURNING state, openid, unionid, session_key, session_id, failure",
+             RETURNING state, openid, unionid, session_key, session_id, failure, created",
         )
         .bind(code_hash)
         .bind(app_id)
@@ -111,7 +112,7 @@ impl Store for SqliteStore {
             });
         }
         let held: Option<ClaimRow> = sqlx::query_as(
-            "SELECT state, openid, unionid, session_key, session_id, failure
+            "SELECT state, openid, unionid, session_key, session_id, failure, created
              FROM code_exchanges WHERE code_hash = ?1",
         )
         .bind(code_hash)
@@ -235,12 +236,13 @@ impl Store for SqliteStore {
             // Done: the session answers retries; WeChat's answer (with the
             // session_key) is no longer needed here.
             sqlx::query(
-                "UPDATE code_exchanges SET state = 'done', session_id = ?2,
+                "UPDATE code_exchanges SET state = 'done', session_id = ?2, created = ?3,
                      openid = NULL, unionid = NULL, session_key = NULL
                  WHERE code_hash = ?1",
             )
             .bind(code_hash)
             .bind(&session.id)
+            .bind(created)
             .execute(&mut *tx)
             .await?;
         }
