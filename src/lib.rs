@@ -31,6 +31,7 @@ pub mod config_file;
 pub mod crypto;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod limits;
 pub mod login;
 pub mod metrics;
