@@ -22,7 +22,8 @@ pub struct AccessTokens {
     store: Arc<dyn Store>,
     wechat: WechatClient,
     clock: Clock,
-    /// How long a refresh may take (ours, or a peer's we wait for).
+    /// How long a refresh may take: the lease of its claim. Waiters wait
+    /// up to twice as long, to take over a lease whose holder died.
     refresh_wait: std::time::Duration,
     cached: Mutex<HashMap<String, StoredAccessToken>>,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -83,8 +84,10 @@ impl AccessTokens {
         }
         // Across replicas: one claims the refresh, the others wait for its
         // token in the store. Nobody force-refreshes, so nobody invalidates a
-        // token a peer still uses.
-        let give_up = tokio::time::Instant::now() + self.refresh_wait;
+        // token a peer still uses. Waiters outlast the holder's lease: if it
+        // died holding it, one of them takes over when the lease runs out.
+        let lease = crate::clock::ms(self.refresh_wait);
+        let give_up = tokio::time::Instant::now() + 2 * self.refresh_wait;
         loop {
             if let Some(stored) = self.store.access_token(app.id()).await? {
                 if self.is_fresh(&stored) {
@@ -92,8 +95,7 @@ impl AccessTokens {
                 }
             }
             let now = self.clock.now_ms();
-            let until = now + crate::clock::ms(self.refresh_wait);
-            if self.store.claim_token_refresh(app.id(), now, until).await? {
+            if self.store.claim_token_refresh(app.id(), now, lease).await? {
                 let fetched = self.fetch(app).await;
                 self.store.release_token_refresh(app.id()).await?;
                 return fetched.map(|stored| self.remember(app.id(), stored));

@@ -214,9 +214,12 @@ pub trait Store: Send + Sync + 'static {
     /// Persists an app's access token.
     async fn save_access_token(&self, app_id: &str, token: &StoredAccessToken, now: i64) -> Result<()>;
 
-    /// Claims the right to refresh an app's access token until `until`;
-    /// false while another replica holds an unexpired claim.
-    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool>;
+    /// Claims the right to refresh an app's access token for `lease_ms`;
+    /// false while another claim's lease runs. The lease runs on the
+    /// database's clock where replicas share it (PostgreSQL: replicas whose
+    /// clocks disagree still never hold it at once); SQLite, used by one
+    /// host, takes `now`.
+    async fn claim_token_refresh(&self, app_id: &str, now: i64, lease_ms: i64) -> Result<bool>;
 
     /// Ends a refresh claim.
     async fn release_token_refresh(&self, app_id: &str) -> Result<()>;

@@ -311,8 +311,21 @@ impl Store for PgStore {
         shared::postgres::save_access_token(&self.pool, app_id, token, now).await
     }
 
-    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool> {
-        shared::postgres::claim_token_refresh(&self.pool, app_id, now, until).await
+    async fn claim_token_refresh(&self, app_id: &str, _now: i64, lease_ms: i64) -> Result<bool> {
+        // The database's clock, not the replica's: one clock for all
+        // replicas, so skew cannot let two hold the lease at once.
+        let claimed: Option<String> = sqlx::query_scalar(
+            "INSERT INTO access_token_refresh (app_id, until)
+             VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2)
+             ON CONFLICT (app_id) DO UPDATE SET until = excluded.until
+             WHERE access_token_refresh.until < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT
+             RETURNING app_id",
+        )
+        .bind(app_id)
+        .bind(lease_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.is_some())
     }
 
     async fn release_token_refresh(&self, app_id: &str) -> Result<()> {

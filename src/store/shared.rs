@@ -239,21 +239,6 @@ macro_rules! shared_statements {
             Ok(count)
         }
 
-        pub async fn claim_token_refresh(pool: &Pool, app_id: &str, now: i64, until: i64) -> Result<bool> {
-            let claimed: Option<String> = sqlx::query_scalar(
-                "INSERT INTO access_token_refresh (app_id, until) VALUES ($1, $3)
-                 ON CONFLICT (app_id) DO UPDATE SET until = excluded.until
-                 WHERE access_token_refresh.until < $2
-                 RETURNING app_id",
-            )
-            .bind(app_id)
-            .bind(now)
-            .bind(until)
-            .fetch_optional(pool)
-            .await?;
-            Ok(claimed.is_some())
-        }
-
         pub async fn release_token_refresh(pool: &Pool, app_id: &str) -> Result<()> {
             sqlx::query("UPDATE access_token_refresh SET until = 0 WHERE app_id = $1")
                 .bind(app_id)

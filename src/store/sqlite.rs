@@ -357,8 +357,19 @@ impl Store for SqliteStore {
         shared::sqlite::save_access_token(&self.pool, app_id, token, now).await
     }
 
-    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool> {
-        shared::sqlite::claim_token_refresh(&self.pool, app_id, now, until).await
+    async fn claim_token_refresh(&self, app_id: &str, now: i64, lease_ms: i64) -> Result<bool> {
+        let claimed: Option<String> = sqlx::query_scalar(
+            "INSERT INTO access_token_refresh (app_id, until) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (app_id) DO UPDATE SET until = excluded.until
+             WHERE access_token_refresh.until < ?2
+             RETURNING app_id",
+        )
+        .bind(app_id)
+        .bind(now)
+        .bind(lease_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.is_some())
     }
 
     async fn release_token_refresh(&self, app_id: &str) -> Result<()> {
