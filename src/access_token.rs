@@ -47,18 +47,19 @@ impl AccessTokens {
     }
 
     /// Calls WeChat with the app's access token. If WeChat says the token is
-    /// invalid (40001/40014/42001), drops it, only if it is still the one
-    /// that failed, and retries once with a fresh one.
+    /// invalid (40001/40014/42001), drops it, only if it is still the fetch
+    /// that failed (not a newer fetch, which may carry the same string), and
+    /// retries once with a fresh one.
     pub async fn call<T, F, Fut>(&self, app: &App, f: F) -> Result<Result<T, WechatError>>
     where
         F: Fn(Secret<String>) -> Fut,
         Fut: Future<Output = Result<T, WechatError>>,
     {
-        let token = self.get(app).await?;
-        match f(token.clone()).await {
+        let used = self.current(app).await?;
+        match f(used.token.clone()).await {
             Err(WechatError::AccessTokenInvalid) => {
                 tracing::warn!(app_id = app.id(), "WeChat rejected the access token; refreshing");
-                self.invalidate(app, token.expose()).await?;
+                self.invalidate(app, &used.fetch_id).await?;
                 let token = self.get(app).await?;
                 Ok(f(token).await)
             }
@@ -124,6 +125,7 @@ impl AccessTokens {
         let stored = StoredAccessToken {
             token: issued.token,
             expires_at: now + i64::try_from(issued.expires_in).unwrap_or(7200) * 1000,
+            fetch_id: hex::encode(crate::crypto::random_bytes::<16>()),
         };
         self.store.save_access_token(app.id(), &stored, now).await?;
         tracing::info!(
@@ -134,7 +136,8 @@ impl AccessTokens {
         Ok(stored)
     }
 
-    /// Forgets `failed`, unless a newer token already replaced it.
+    /// Forgets the token of fetch `failed`, unless a newer fetch already
+    /// replaced it.
     async fn invalidate(&self, app: &App, failed: &str) -> Result<()> {
         // Under the refresh lock, so nobody re-reads the failed token from
         // the store between dropping it here and there.
@@ -142,7 +145,7 @@ impl AccessTokens {
         let _guard = lock.lock().await;
         {
             let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-            if cached.get(app.id()).is_some_and(|t| t.token.expose() == failed) {
+            if cached.get(app.id()).is_some_and(|t| t.fetch_id == failed) {
                 cached.remove(app.id());
             }
         }

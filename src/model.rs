@@ -58,6 +58,9 @@ pub struct SessionKeys {
 pub struct StoredAccessToken {
     pub token: Secret<String>,
     pub expires_at: i64,
+    /// Random id of the fetch that got it: stable_token returns the same
+    /// string again, so only this tells one fetch from the next.
+    pub fetch_id: String,
 }
 
 /// A 3rd_session: what a token points at.

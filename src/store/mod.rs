@@ -224,8 +224,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a refresh claim.
     async fn release_token_refresh(&self, app_id: &str) -> Result<()>;
 
-    /// Forgets an app's access token, only if it is still `token`.
-    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()>;
+    /// Forgets an app's access token, only if it is still the one fetch
+    /// `fetch_id` got.
+    async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()>;
 }
 
 /// Opens the store a database URL names and applies its migrations:

@@ -332,8 +332,8 @@ impl Store for PgStore {
         shared::postgres::release_token_refresh(&self.pool, app_id).await
     }
 
-    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-        shared::postgres::drop_access_token(&self.pool, app_id, token).await
+    async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
+        shared::postgres::drop_access_token(&self.pool, app_id, fetch_id).await
     }
 }
 

@@ -185,6 +185,7 @@ impl PhoneCodeRow {
 pub(super) struct AccessTokenRow {
     token: String,
     expires_at: i64,
+    fetch_id: String,
 }
 
 impl From<AccessTokenRow> for StoredAccessToken {
@@ -192,6 +193,7 @@ impl From<AccessTokenRow> for StoredAccessToken {
         StoredAccessToken {
             token: Secret::new(r.token),
             expires_at: r.expires_at,
+            fetch_id: r.fetch_id,
         }
     }
 }

@@ -190,7 +190,7 @@ macro_rules! shared_statements {
 
         pub async fn access_token(pool: &Pool, app_id: &str) -> Result<Option<StoredAccessToken>> {
             let row: Option<AccessTokenRow> =
-                sqlx::query_as("SELECT token, expires_at FROM access_tokens WHERE app_id = $1")
+                sqlx::query_as("SELECT token, expires_at, fetch_id FROM access_tokens WHERE app_id = $1")
                     .bind(app_id)
                     .fetch_optional(pool)
                     .await?;
@@ -204,23 +204,26 @@ macro_rules! shared_statements {
             now: i64,
         ) -> Result<()> {
             sqlx::query(
-                "INSERT INTO access_tokens (app_id, token, expires_at, updated_at) VALUES ($1, $2, $3, $4)
+                "INSERT INTO access_tokens (app_id, token, expires_at, updated_at, fetch_id)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (app_id) DO UPDATE SET token = excluded.token,
-                     expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                     expires_at = excluded.expires_at, updated_at = excluded.updated_at,
+                     fetch_id = excluded.fetch_id",
             )
             .bind(app_id)
             .bind(token.token.expose())
             .bind(token.expires_at)
             .bind(now)
+            .bind(&token.fetch_id)
             .execute(pool)
             .await?;
             Ok(())
         }
 
-        pub async fn drop_access_token(pool: &Pool, app_id: &str, token: &str) -> Result<()> {
-            sqlx::query("DELETE FROM access_tokens WHERE app_id = $1 AND token = $2")
+        pub async fn drop_access_token(pool: &Pool, app_id: &str, fetch_id: &str) -> Result<()> {
+            sqlx::query("DELETE FROM access_tokens WHERE app_id = $1 AND fetch_id = $2")
                 .bind(app_id)
-                .bind(token)
+                .bind(fetch_id)
                 .execute(pool)
                 .await?;
             Ok(())

@@ -376,7 +376,7 @@ impl Store for SqliteStore {
         shared::sqlite::release_token_refresh(&self.pool, app_id).await
     }
 
-    async fn drop_access_token(&self, app_id: &str, token: &str) -> Result<()> {
-        shared::sqlite::drop_access_token(&self.pool, app_id, token).await
+    async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
+        shared::sqlite::drop_access_token(&self.pool, app_id, fetch_id).await
     }
 }

@@ -25,6 +25,7 @@ api_tests!(
     a_login_code_of_another_user_is_refused,
     with_phone_required_only_verify_token_insists_on_a_phone,
     an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds,
+    twenty_concurrent_binds_all_rejected_with_40001_refresh_the_access_token_once,
     the_access_token_survives_a_restart,
 );
 
@@ -358,17 +359,23 @@ async fn with_phone_required_only_verify_token_insists_on_a_phone() {
     assert_eq!(app.revoke(&phoneless, false).await.unwrap(), 1);
 }
 
-async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds() {
-    let app = TestApp::spawn().await;
+/// Twenty logged-in users, each with a fresh phone code: (token, phone code).
+async fn users_with_phone_codes(app: &TestApp) -> Vec<(String, String)> {
     let mut users = Vec::new();
     for _ in 0..20 {
-        let (openid, token) = logged_in(&app).await;
+        let (openid, token) = logged_in(app).await;
         let phone = app
             .sim
             .phone(json!({ "openid": openid, "phone_number": "13580006666" }))
             .await;
         users.push((token, phone.phone_code));
     }
+    users
+}
+
+async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds() {
+    let app = TestApp::spawn().await;
+    let users = users_with_phone_codes(&app).await;
     app.sim
         .fault(json!({ "endpoint": "getuserphonenumber", "errcode": 40001, "times": 1 }))
         .await;
@@ -378,6 +385,23 @@ async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_b
     }
     assert_eq!(app.sim.calls("stable_token").await, 2, "one fetch, one refresh");
     assert_eq!(app.sim.calls("getuserphonenumber").await, 21, "one retry");
+}
+
+async fn twenty_concurrent_binds_all_rejected_with_40001_refresh_the_access_token_once() {
+    let app = TestApp::spawn().await;
+    let users = users_with_phone_codes(&app).await;
+    // Every caller's first try is rejected; the rejections are slow, so all
+    // of them are out before any caller retries. stable_token (normal mode)
+    // answers the same string again, so only the fetch tells them apart.
+    app.sim
+        .fault(json!({ "endpoint": "getuserphonenumber", "errcode": 40001, "delay_ms": 500, "times": 20 }))
+        .await;
+    let binds = users.iter().map(|(token, code)| app.bind_code(token, code));
+    for result in futures::future::join_all(binds).await {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    assert_eq!(app.sim.calls("stable_token").await, 2, "one fetch, one refresh");
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 40, "one retry each");
 }
 
 async fn the_access_token_survives_a_restart() {
