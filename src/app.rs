@@ -165,6 +165,7 @@ impl Application {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let auth_name = <AuthServiceServer<AuthApi> as tonic::server::NamedService>::NAME;
         let health = Arc::new(Health::new(reporter, vec!["", auth_name]));
+        let health_service = health_service.max_decoding_message_size(MAX_MESSAGE_SIZE);
         let serving = probe(&self.wxauth, self.health).await;
         health.report(serving).await;
         let health_task = tokio::spawn(watch_health(
@@ -178,11 +179,13 @@ impl Application {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+            .build_v1()?
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+            .build_v1alpha()?
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let auth = AuthServiceServer::new(AuthApi::new(self.wxauth.clone()))
             .max_decoding_message_size(MAX_MESSAGE_SIZE);
 
