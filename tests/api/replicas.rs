@@ -35,6 +35,11 @@ async fn one_code_sent_to_both_replicas_at_once_makes_one_wechat_call_and_gets_o
     const ROUNDS: u64 = 10;
     for _ in 0..ROUNDS {
         let code = a.sim.new_code().await.code;
+        // WeChat answers slowly, so the second replica surely arrives while
+        // the first one's claim is pending.
+        a.sim
+            .fault(json!({ "endpoint": "jscode2session", "delay_ms": 200, "times": 1 }))
+            .await;
         let (on_a, on_b) = tokio::join!(a.exchange(&code), b.exchange(&code));
         let (on_a, on_b) = (on_a.unwrap(), on_b.unwrap());
         assert_eq!(on_a.session_token, on_b.session_token);
