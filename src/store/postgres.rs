@@ -37,8 +37,11 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?;
         // Migrate on a connection of its own, without the statement timeout:
         // waiting for another replica's migration lock, or a long migration,
-        // must not be cut off after a few seconds.
-        let mut conn = options.connect().await?;
+        // must not be cut off after a few seconds. Connecting is bounded,
+        // though: a host that never answers must fail the start, not hang it.
+        let mut conn = tokio::time::timeout(settings.acquire_timeout, options.connect())
+            .await
+            .map_err(|_| anyhow::anyhow!("the database did not answer within the acquire timeout"))??;
         MIGRATOR.run(&mut conn).await?;
         conn.close().await?;
 
@@ -411,6 +414,41 @@ mod tests {
     use crate::error::Error;
     use crate::store::testing::PgSchema;
     use crate::store::{PoolSettings, Store};
+
+    #[tokio::test]
+    async fn replicas_starting_at_once_on_a_fresh_schema_all_migrate_it_once() {
+        let Some(schema) = PgSchema::create().await else {
+            return;
+        };
+        let settings = PoolSettings::default();
+        let starts = (0..8).map(|_| PgStore::connect(&schema.url, &settings));
+        let stores: Vec<PgStore> = futures::future::try_join_all(starts).await.unwrap();
+        let applied: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&stores[0].pool)
+                .await
+                .unwrap();
+        let expected: Vec<(i64, bool)> = super::MIGRATOR.iter().map(|m| (m.version, true)).collect();
+        assert_eq!(applied, expected, "each migration applied once, successfully");
+        for store in &stores {
+            store.ping().await.unwrap();
+            store.pool.close().await;
+        }
+        schema.remove().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_host_that_never_answers_fails_the_start_instead_of_hanging() {
+        // Accepted by the kernel (listen backlog), never answered.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("postgres://postgres@{}/test", silent.local_addr().unwrap());
+        let settings = PoolSettings {
+            acquire_timeout: Duration::from_millis(300),
+            ..PoolSettings::default()
+        };
+        let start = tokio::time::timeout(Duration::from_secs(20), PgStore::connect(&url, &settings)).await;
+        assert!(matches!(start, Ok(Err(_))), "the start hung or succeeded");
+    }
 
     #[tokio::test]
     async fn a_statement_over_the_timeout_is_canceled_as_store_unavailable() {
