@@ -14,6 +14,7 @@ use crate::helpers::{api_tests, TestApp};
 api_tests!(
     health_reports_serving_for_the_server_and_the_auth_service,
     reflection_lists_the_auth_service_without_proto_files,
+    reflection_v1alpha_serves_older_clients_too,
     an_oversized_request_is_refused_before_decoding_and_the_server_keeps_serving,
     oversized_health_and_reflection_requests_are_refused,
     shutdown_turns_health_not_serving_and_stops_the_server,
@@ -68,6 +69,36 @@ struct PaddedExchangeCodeRequest {
 
 /// Over the 64 KiB cap.
 const OVERSIZED: usize = 65 * 1024;
+
+/// grpcurl and other older clients still speak v1alpha.
+async fn reflection_v1alpha_serves_older_clients_too() {
+    use tonic_reflection::pb::v1alpha::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+    let app = TestApp::spawn().await;
+    let mut client = ServerReflectionClient::new(app.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "wxauth.v1.AuthService".into(),
+        )),
+    };
+    let mut responses = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let described = files
+        .file_descriptor_proto
+        .iter()
+        .any(|f| String::from_utf8_lossy(f).contains("ExchangeCode"));
+    assert!(described, "the service's file describes its RPCs");
+}
 
 async fn an_oversized_request_is_refused_before_decoding_and_the_server_keeps_serving() {
     let app = TestApp::spawn().await;
