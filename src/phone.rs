@@ -161,9 +161,8 @@ impl Wxauth {
                 other => Error::from(other),
             })?;
         if info.watermark_appid != app.id() {
-            return Err(Error::internal(anyhow::anyhow!(
-                "phone watermark names another app"
-            )));
+            // The same answer as a legacy payload for another app.
+            return Err(Error::SessionKeyStale);
         }
         let phone = Phone {
             phone_number: info.phone_number,

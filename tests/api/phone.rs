@@ -16,6 +16,7 @@ api_tests!(
     an_unknown_phone_code_is_phone_code_invalid,
     a_new_number_replaces_the_old_one_and_the_old_one_goes_to_history,
     a_payload_for_another_app_is_rejected_like_any_undecryptable_payload,
+    a_phone_code_for_another_app_is_rejected_like_a_foreign_payload,
     an_old_watermark_is_rejected_as_a_replay,
     a_rotation_between_get_phone_number_and_the_exchange_is_recovered,
     a_fresh_login_code_fixes_a_key_rotated_before_get_phone_number,
@@ -178,6 +179,20 @@ async fn a_payload_for_another_app_is_rejected_like_any_undecryptable_payload() 
         .await;
     assert_error(
         app.bind_encrypted(&token, &foreign, "").await,
+        Code::FailedPrecondition,
+        "SESSION_KEY_STALE",
+    );
+}
+
+async fn a_phone_code_for_another_app_is_rejected_like_a_foreign_payload() {
+    let app = TestApp::spawn().await;
+    let (openid, token) = logged_in(&app).await;
+    let foreign = app
+        .sim
+        .phone(json!({ "openid": openid, "phone_number": "13580006666", "app_id": "wxforeign00000001" }))
+        .await;
+    assert_error(
+        app.bind_code(&token, &foreign.phone_code).await,
         Code::FailedPrecondition,
         "SESSION_KEY_STALE",
     );
