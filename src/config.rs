@@ -247,8 +247,14 @@ pub struct SimConfig {
     #[arg(long = "sim-app-id", env = "WXAUTH_APP_ID", default_value = DEV_APP_ID)]
     pub app_id: String,
     /// App secret the simulator expects (a wrong one gets errcode 40125).
-    #[arg(long = "sim-app-secret", env = "WXAUTH_APP_SECRET", hide_env_values = true, default_value = DEV_APP_SECRET)]
-    pub app_secret: String,
+    #[arg(
+        long = "sim-app-secret",
+        env = "WXAUTH_APP_SECRET",
+        hide_env_values = true,
+        default_value = DEV_APP_SECRET,
+        value_parser = secret
+    )]
+    pub app_secret: Secret<String>,
 }
 
 fn secret(s: &str) -> Result<Secret<String>, String> {
@@ -339,5 +345,8 @@ mod tests {
         let cli = Cli::parse_from(["wxauth", "--app-secret", "s3cr3t-value", "--server-key", "k3y"]);
         let dbg = format!("{cli:?}");
         assert!(!dbg.contains("s3cr3t-value") && !dbg.contains("k3y"), "{dbg}");
+        let sim = Cli::parse_from(["wxauth", "sim", "--sim-app-secret", "s1m-s3cr3t"]);
+        let dbg = format!("{sim:?}");
+        assert!(dbg.contains("Sim") && !dbg.contains("s1m-s3cr3t"), "{dbg}");
     }
 }
