@@ -26,7 +26,8 @@ pub struct AccessTokens {
     /// Seal the token in the store, which every replica reads.
     keys: ServerKeys,
     clock: Clock,
-    /// How long a refresh may take (ours, or a peer's we wait for).
+    /// How long a refresh may take: the lease of its claim. Waiters wait
+    /// up to twice as long, to take over a lease whose holder died.
     refresh_wait: std::time::Duration,
     cached: Mutex<HashMap<String, StoredAccessToken>>,
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -52,18 +53,19 @@ impl AccessTokens {
     }
 
     /// Calls WeChat with the app's access token. If WeChat says the token is
-    /// invalid (40001/40014/42001), drops it, only if it is still the one
-    /// that failed, and retries once with a fresh one.
+    /// invalid (40001/40014/42001), drops it, only if it is still the fetch
+    /// that failed (not a newer fetch, which may carry the same string), and
+    /// retries once with a fresh one.
     pub async fn call<T, F, Fut>(&self, app: &App, f: F) -> Result<Result<T, WechatError>>
     where
         F: Fn(Secret<String>) -> Fut,
         Fut: Future<Output = Result<T, WechatError>>,
     {
-        let token = self.get(app).await?;
-        match f(token.clone()).await {
+        let used = self.current(app).await?;
+        match f(used.token.clone()).await {
             Err(WechatError::AccessTokenInvalid) => {
                 tracing::warn!(app_id = app.id(), "WeChat rejected the access token; refreshing");
-                self.invalidate(app, token.expose()).await?;
+                self.invalidate(app, &used.fetch_id).await?;
                 let token = self.get(app).await?;
                 Ok(f(token).await)
             }
@@ -91,8 +93,10 @@ impl AccessTokens {
         }
         // Across replicas: one claims the refresh, the others wait for its
         // token in the store. Nobody force-refreshes, so nobody invalidates a
-        // token a peer still uses.
-        let give_up = tokio::time::Instant::now() + self.refresh_wait;
+        // token a peer still uses. Waiters outlast the holder's lease: if it
+        // died holding it, one of them takes over when the lease runs out.
+        let lease = crate::clock::ms(self.refresh_wait);
+        let give_up = tokio::time::Instant::now() + 2 * self.refresh_wait;
         loop {
             if let Some(stored) = self.stored(app).await? {
                 if self.is_fresh(&stored) {
@@ -100,8 +104,7 @@ impl AccessTokens {
                 }
             }
             let now = self.clock.now_ms();
-            let until = now + crate::clock::ms(self.refresh_wait);
-            if self.store.claim_token_refresh(app.id(), now, until).await? {
+            if self.store.claim_token_refresh(app.id(), now, lease).await? {
                 let fetched = self.fetch(app).await;
                 self.store.release_token_refresh(app.id()).await?;
                 return fetched.map(|stored| self.remember(app.id(), stored));
@@ -130,6 +133,7 @@ impl AccessTokens {
         let stored = StoredAccessToken {
             token: issued.token,
             expires_at: now + i64::try_from(issued.expires_in).unwrap_or(7200) * 1000,
+            fetch_id: hex::encode(crate::crypto::random_bytes::<16>()),
         };
         let sealed = seal_access_token(&self.keys, app.id(), &stored);
         self.store.save_access_token(app.id(), &sealed, now).await?;
@@ -141,7 +145,8 @@ impl AccessTokens {
         Ok(stored)
     }
 
-    /// Forgets `failed`, unless a newer token already replaced it.
+    /// Forgets the token of fetch `failed`, unless a newer fetch already
+    /// replaced it.
     async fn invalidate(&self, app: &App, failed: &str) -> Result<()> {
         // Under the refresh lock, so nobody re-reads the failed token from
         // the store between dropping it here and there.
@@ -149,21 +154,12 @@ impl AccessTokens {
         let _guard = lock.lock().await;
         {
             let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-            if cached.get(app.id()).is_some_and(|t| t.token.expose() == failed) {
+            if cached.get(app.id()).is_some_and(|t| t.fetch_id == failed) {
                 cached.remove(app.id());
             }
         }
-        // Seals differ even for one token: compare the opened token, then
-        // drop exactly the seal read, so a peer's newer token survives.
-        let Some(sealed) = self.store.access_token(app.id()).await? else {
-            return Ok(());
-        };
-        let still_failed =
-            open_access_token(&self.keys, app.id(), &sealed).is_some_and(|t| t.token.expose() == failed);
-        if still_failed {
-            self.store.drop_access_token(app.id(), &sealed.token).await?;
-        }
-        Ok(())
+        // Only the failed fetch's token: a peer's newer one survives.
+        self.store.drop_access_token(app.id(), failed).await
     }
 
     /// The persisted token, opened; one that does not open counts as none.

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +11,13 @@ use anyhow::{bail, Context};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic_health::server::HealthReporter;
 
 use crate::apps::{App, Apps};
 use crate::clock::{ms, Clock};
 use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
 use crate::crypto::{random_bytes, ServerKeys};
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
+use crate::health::Health;
 use crate::login::CODE_TTL_MS;
 use crate::model::TokenPolicy;
 use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
@@ -180,13 +179,14 @@ impl Application {
     /// then in-flight calls drain and the server stops.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let stopping = Arc::new(AtomicBool::new(false));
+        let auth_name = <AuthServiceServer<AuthApi> as tonic::server::NamedService>::NAME;
+        let health = Arc::new(Health::new(reporter, vec!["", auth_name]));
+        let health_service = health_service.max_decoding_message_size(MAX_MESSAGE_SIZE);
         let serving = probe(&self.wxauth, self.health).await;
-        set_health(&reporter, serving).await;
+        health.report(serving).await;
         let health_task = tokio::spawn(watch_health(
             self.wxauth.clone(),
-            reporter.clone(),
-            stopping.clone(),
+            health.clone(),
             self.health,
             serving,
         ));
@@ -195,20 +195,20 @@ impl Application {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+            .build_v1()?
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+            .build_v1alpha()?
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let auth = AuthServiceServer::new(AuthApi::new(self.wxauth.clone()))
             .max_decoding_message_size(MAX_MESSAGE_SIZE);
 
-        let drain_reporter = reporter.clone();
         let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
             shutdown.await;
-            stopping.store(true, Ordering::SeqCst);
-            set_health(&drain_reporter, false).await;
+            health.stop().await;
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
             let _ = draining.send(());
         };
@@ -263,21 +263,6 @@ impl Application {
     }
 }
 
-async fn set_health(reporter: &HealthReporter, serving: bool) {
-    let status = if serving {
-        tonic_health::ServingStatus::Serving
-    } else {
-        tonic_health::ServingStatus::NotServing
-    };
-    reporter.set_service_status("", status).await;
-    reporter
-        .set_service_status(
-            <AuthServiceServer<AuthApi> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
-}
-
 /// Whether the database answers in time.
 async fn probe(wxauth: &Wxauth, health: HealthProbe) -> bool {
     matches!(
@@ -314,23 +299,14 @@ fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
 }
 
 /// SERVING only while the database answers; `serving` is the current status.
-async fn watch_health(
-    wxauth: Arc<Wxauth>,
-    reporter: HealthReporter,
-    stopping: Arc<AtomicBool>,
-    health: HealthProbe,
-    serving: bool,
-) {
+async fn watch_health(wxauth: Arc<Wxauth>, health: Arc<Health>, probing: HealthProbe, serving: bool) {
     let mut last = serving;
     loop {
-        tokio::time::sleep(health.interval).await;
-        let ok = probe(&wxauth, health).await;
-        if stopping.load(Ordering::SeqCst) {
-            return;
-        }
+        tokio::time::sleep(probing.interval).await;
+        let ok = probe(&wxauth, probing).await;
         if ok != last {
             tracing::warn!(serving = ok, "database health changed");
-            set_health(&reporter, ok).await;
+            health.report(ok).await;
             last = ok;
         }
     }

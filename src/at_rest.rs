@@ -118,6 +118,7 @@ pub(crate) fn seal_access_token(
     SealedAccessToken {
         token: keys.seal(Slot::AccessToken { app_id }, token.token.expose()),
         expires_at: token.expires_at,
+        fetch_id: token.fetch_id.clone(),
     }
 }
 
@@ -134,6 +135,7 @@ pub(crate) fn open_access_token(
     Some(StoredAccessToken {
         token,
         expires_at: sealed.expires_at,
+        fetch_id: sealed.fetch_id.clone(),
     })
 }
 

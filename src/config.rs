@@ -304,8 +304,14 @@ pub struct SimConfig {
     #[arg(long = "sim-app-id", env = "WXAUTH_APP_ID", default_value = DEV_APP_ID)]
     pub app_id: String,
     /// App secret the simulator expects (a wrong one gets errcode 40125).
-    #[arg(long = "sim-app-secret", env = "WXAUTH_APP_SECRET", hide_env_values = true, default_value = DEV_APP_SECRET)]
-    pub app_secret: String,
+    #[arg(
+        long = "sim-app-secret",
+        env = "WXAUTH_APP_SECRET",
+        hide_env_values = true,
+        default_value = DEV_APP_SECRET,
+        value_parser = secret
+    )]
+    pub app_secret: Secret<String>,
 }
 
 fn secret(s: &str) -> Result<Secret<String>, String> {
@@ -407,5 +413,8 @@ mod tests {
             !dbg.contains("s3cr3t-value") && !dbg.contains("k3y") && !dbg.contains("0ld"),
             "{dbg}"
         );
+        let sim = Cli::parse_from(["wxauth", "sim", "--sim-app-secret", "s1m-s3cr3t"]);
+        let dbg = format!("{sim:?}");
+        assert!(dbg.contains("Sim") && !dbg.contains("s1m-s3cr3t"), "{dbg}");
     }
 }

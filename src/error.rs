@@ -66,6 +66,10 @@ pub enum Error {
     /// A known caller called a method outside its policy.
     #[error("this caller may not call {method}")]
     CallerForbidden { method: &'static str },
+    /// The caller's deadline came before the answer; work already begun
+    /// (a claimed code) finishes in the background, so a retry is safe.
+    #[error("the deadline passed before wxauth could answer; retry")]
+    DeadlineExceeded,
     /// Anything the caller cannot act on. The cause is logged, not returned.
     #[error("internal error")]
     Internal(Arc<anyhow::Error>),
@@ -107,6 +111,7 @@ impl Error {
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
             Self::CallerUnknown => "CALLER_UNKNOWN",
             Self::CallerForbidden { .. } => "CALLER_FORBIDDEN",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -130,6 +135,7 @@ impl Error {
             Self::TokenInvalid | Self::TokenExpired | Self::TokenRevoked | Self::CallerUnknown => {
                 Code::Unauthenticated
             }
+            Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::Internal(_) => Code::Internal,
         }
     }

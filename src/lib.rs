@@ -5,8 +5,8 @@
 //! - [`app`]: builds everything, serves gRPC with health and reflection, drains on shutdown.
 //! - [`grpc`]: the only code that touches generated proto types; also TLS on
 //!   the gRPC port and [`grpc::callers`], who may call which method.
-//! - [`login`], [`session`], [`phone`], [`user_info`], [`access_token`]: domain
-//!   operations on [`service::Wxauth`], no tonic/prost.
+//! - [`login`], [`session`], [`phone`], [`phone_code`], [`user_info`],
+//!   [`access_token`]: domain operations on [`service::Wxauth`], no tonic/prost.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
 //!   errcodes) and the WeChat simulator.
 //! - [`token_cache`], [`last_seen`]: the VerifyToken hot path: recently
@@ -44,12 +44,14 @@ pub mod config_file;
 pub mod crypto;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod last_seen;
 pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod model;
 pub mod phone;
+pub mod phone_code;
 pub mod secret;
 pub mod service;
 pub mod session;

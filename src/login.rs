@@ -21,6 +21,7 @@ use crate::service::Wxauth;
 use crate::store::{failure_error, Claim, CodeState, NewLogin};
 use crate::user_info::UserInfoInput;
 use crate::validation;
+use crate::wechat::guard::spawn_with_caller_deadline;
 
 /// A wx.login code lives 5 minutes; so does our memory of it.
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
@@ -51,7 +52,7 @@ impl Wxauth {
     /// ExchangeCode: the session for a wx.login code, optionally binding a
     /// phone in the same round trip.
     pub async fn exchange_code(
-        &self,
+        self: &Arc<Self>,
         code: &str,
         app_id: &str,
         options: &ExchangeOptions,
@@ -69,7 +70,7 @@ impl Wxauth {
 
     /// The login for a code of `app`, once per code (see the module docs).
     pub(crate) async fn exchange(
-        &self,
+        self: &Arc<Self>,
         app: &App,
         code: &str,
         options: &ExchangeOptions,
@@ -82,7 +83,7 @@ impl Wxauth {
             .code_flights
             .try_get_with_by_ref(&code_hash, async {
                 ran.store(true, Ordering::Relaxed);
-                self.exchange_once(app, code, &code_hash, options)
+                self.settled_exchange(app, code, &code_hash, options)
                     .await
                     .map(Arc::new)
             })
@@ -99,6 +100,27 @@ impl Wxauth {
         }
         // Another request's result: the session may have been revoked since.
         self.replay(shared.session.id, shared.created, options).await
+    }
+
+    /// [`Self::exchange_once`] on a task of its own: a claim, once taken, is
+    /// settled (done, failed or released) even when the caller stops
+    /// waiting, so that a retry finds it settled rather than abandoned.
+    async fn settled_exchange(
+        self: &Arc<Self>,
+        app: &App,
+        code: &str,
+        code_hash: &str,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
+        let this = self.clone();
+        let (app_id, code, code_hash) = (app.id().to_owned(), code.to_owned(), code_hash.to_owned());
+        let options = options.clone();
+        spawn_with_caller_deadline(async move {
+            let app = this.apps.resolve(&app_id)?;
+            this.exchange_once(app, &code, &code_hash, &options).await
+        })
+        .await
+        .map_err(|e| Error::internal(anyhow::anyhow!("code exchange task failed: {e}")))?
     }
 
     async fn exchange_once(
@@ -121,7 +143,9 @@ impl Wxauth {
                     let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
                     return self.complete_claim(app, code, code_hash, exchange, options).await;
                 }
-                Claim::Held(CodeState::Done(id)) => return self.replay(id, false, options).await,
+                Claim::Held(CodeState::Done { session, created }) => {
+                    return self.replay(session, created, options).await
+                }
                 Claim::Held(CodeState::Failed(reason)) => return Err(failure_error(&reason)),
                 Claim::Held(CodeState::Pending) if Instant::now() < give_up => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&cli.config.log, cli.config.log_format);
     match cli.command {
         Some(Command::Sim(sim)) => {
-            let apps = vec![(sim.app_id.clone(), sim.app_secret.clone())];
+            let apps = vec![(sim.app_id.clone(), sim.app_secret.expose().clone())];
             let running = Simulator::start(sim.listen, Clock::system(), apps).await?;
             tracing::warn!(addr = %running.addr(), app_id = %sim.app_id, "WeChat simulator running");
             shutdown_signal().await;

@@ -67,6 +67,9 @@ pub struct SealedSessionKeys {
 pub struct StoredAccessToken {
     pub token: Secret<String>,
     pub expires_at: i64,
+    /// Random id of the fetch that got it: stable_token returns the same
+    /// string again, so only this tells one fetch from the next.
+    pub fetch_id: String,
 }
 
 /// An access token as the store holds it: sealed.
@@ -74,6 +77,8 @@ pub struct StoredAccessToken {
 pub struct SealedAccessToken {
     pub token: Sealed,
     pub expires_at: i64,
+    /// Which fetch got the token (see [`StoredAccessToken::fetch_id`]).
+    pub fetch_id: String,
 }
 
 /// A 3rd_session: what a token points at.

@@ -38,7 +38,7 @@ impl Wxauth {
     /// BindPhone: binds the phone to the token's user, first exchanging
     /// `login_code` (refreshing the session_key) when one is given.
     pub async fn bind_phone(
-        &self,
+        self: &std::sync::Arc<Self>,
         token: &str,
         source: PhoneSource,
         login_code: Option<&str>,
@@ -66,7 +66,7 @@ impl Wxauth {
     /// A phone binding attempt of `user` (ExchangeCode with a phone),
     /// subject to the per-user and per-app attempt limits.
     pub(crate) async fn bind_phone_for(
-        &self,
+        self: &std::sync::Arc<Self>,
         app: &App,
         user: &User,
         source: &PhoneSource,
@@ -76,7 +76,12 @@ impl Wxauth {
     }
 
     /// Resolves the phone from its source and stores it on the user.
-    async fn store_phone(&self, app: &App, user: &User, source: &PhoneSource) -> Result<PhoneBinding> {
+    async fn store_phone(
+        self: &std::sync::Arc<Self>,
+        app: &App,
+        user: &User,
+        source: &PhoneSource,
+    ) -> Result<PhoneBinding> {
         let phone = match source {
             PhoneSource::Encrypted { data, iv } => self.decrypt_phone(app, user, data, iv).await?,
             PhoneSource::Code(code) => self.phone_from_code(app, user, code).await?,
@@ -116,25 +121,22 @@ impl Wxauth {
         Ok(phone)
     }
 
-    /// Exchanges a phone code with WeChat, once: a repeat returns the
-    /// remembered answer without another billed call.
-    async fn phone_from_code(&self, app: &App, user: &User, code: &str) -> Result<Phone> {
-        let code_hash = self.keys.code_hash("phone", app.id(), code);
-        if let Some((owner, phone)) = self.store.phone_code(&code_hash).await? {
-            return if owner == user.user_id {
-                Ok(phone)
-            } else {
-                Err(Error::PhoneCodeUsed)
-            };
-        }
+    /// Exchanges a claimed phone code with WeChat and remembers the answer
+    /// (`phone_code.rs` makes sure this runs once per code).
+    pub(crate) async fn lookup_phone(
+        &self,
+        app: &App,
+        user: &User,
+        code: &str,
+        code_hash: &str,
+    ) -> Result<Phone> {
         let info = self.billed_lookup(app, user, code).await?.map_err(|e| match e {
             WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
             other => Error::from(other),
         })?;
         if info.watermark_appid != app.id() {
-            return Err(Error::internal(anyhow::anyhow!(
-                "phone watermark names another app"
-            )));
+            // The same answer as a legacy payload for another app.
+            return Err(Error::SessionKeyStale);
         }
         let phone = Phone {
             phone_number: info.phone_number,
@@ -144,7 +146,7 @@ impl Wxauth {
         };
         self.check_phone_age(&phone)?;
         self.store
-            .remember_phone_code(&code_hash, &user.user_id, &phone, self.clock.now_ms())
+            .remember_phone_code(code_hash, &user.user_id, &phone, self.clock.now_ms())
             .await?;
         Ok(phone)
     }

@@ -29,6 +29,34 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
+/// `Debug` for a type whose secret fields must print `[redacted]`, for
+/// wire types that cannot hold a [`Secret`] (they are (de)serialised):
+/// `redacted_debug!(LoginResponse { openid, unionid } hiding { code, session_key });`
+macro_rules! redacted_debug {
+    ($type:ident { $($shown:ident),* $(,)? } hiding { $($hidden:ident),+ $(,)? }) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($hidden), &$crate::secret::REDACTED))+
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use redacted_debug;
+
+/// What a redacted field prints as.
+pub(crate) const REDACTED: Redacted = Redacted;
+
+pub(crate) struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 impl From<String> for Secret<String> {
     fn from(value: String) -> Self {
         Self(value)

@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::crypto::ServerKeys;
 use crate::last_seen::LastSeen;
 use crate::login::LoginOutcome;
-use crate::model::TokenPolicy;
+use crate::model::{Phone, TokenPolicy};
 use crate::store::Store;
 use crate::token_cache::TokenCache;
 use crate::wechat::WechatClient;
@@ -26,6 +26,9 @@ pub struct Wxauth {
     pub(crate) code_flights: moka::future::Cache<String, Arc<LoginOutcome>>,
     /// How long to wait for another request's claim on the same code.
     pub(crate) claim_wait: std::time::Duration,
+    /// In-process single flight for phone codes, like `code_flights`: the
+    /// claimant's user id and the phone.
+    pub(crate) phone_flights: moka::future::Cache<String, Arc<(String, Phone)>>,
     pub(crate) access_tokens: AccessTokens,
     pub(crate) phone: PhoneSettings,
     /// Recent /wxa/checksession answers by (user, session_key version).
@@ -109,6 +112,10 @@ impl Wxauth {
             .max_capacity(100_000)
             .time_to_live(std::time::Duration::from_secs(60))
             .build();
+        let phone_flights = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(std::time::Duration::from_secs(60))
+            .build();
         let access_tokens = AccessTokens::new(
             store.clone(),
             wechat.clone(),
@@ -131,6 +138,7 @@ impl Wxauth {
             policy,
             code_flights,
             claim_wait,
+            phone_flights,
             access_tokens,
             phone,
             key_checks,

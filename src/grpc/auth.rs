@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
 use super::requests;
+use crate::error::{Error, Result};
 use crate::service::Wxauth;
 use crate::wechat::guard::with_caller_deadline;
 
@@ -29,7 +30,7 @@ impl AuthService for AuthApi {
         observe("ExchangeCode", async move {
             let deadline = caller_deadline(&request);
             let req = requests::exchange_code(request.into_inner())?;
-            let outcome = with_caller_deadline(
+            let outcome = within_deadline(
                 deadline,
                 self.wxauth
                     .exchange_code(&req.code, &req.app_id, &req.options, req.phone.as_ref()),
@@ -69,7 +70,7 @@ impl AuthService for AuthApi {
         observe("BindPhone", async move {
             let deadline = caller_deadline(&request);
             let req = requests::bind_phone(request.into_inner())?;
-            let binding = with_caller_deadline(
+            let binding = within_deadline(
                 deadline,
                 self.wxauth
                     .bind_phone(&req.session_token, req.source, req.login_code.as_deref()),
@@ -92,7 +93,7 @@ impl AuthService for AuthApi {
             let deadline = caller_deadline(&request);
             let req = request.into_inner();
             requests::session_token(&req.session_token)?;
-            let check = with_caller_deadline(deadline, self.wxauth.check_session(&req.session_token)).await?;
+            let check = within_deadline(deadline, self.wxauth.check_session(&req.session_token)).await?;
             Ok(Response::new(convert::session_check(check)))
         })
         .await
@@ -138,8 +139,7 @@ impl AuthService for AuthApi {
             let deadline = caller_deadline(&request);
             let req = request.into_inner();
             requests::get_access_token(&req)?;
-            let (app_id, token) =
-                with_caller_deadline(deadline, self.wxauth.access_token(&req.app_id)).await?;
+            let (app_id, token) = within_deadline(deadline, self.wxauth.access_token(&req.app_id)).await?;
             Ok(Response::new(pb::GetAccessTokenResponse {
                 app_id,
                 access_token: token.token.expose().clone(),
@@ -166,6 +166,28 @@ fn caller_deadline<T>(request: &Request<T>) -> Option<tokio::time::Instant> {
         _ => return None,
     };
     tokio::time::Instant::now().checked_add(timeout)
+}
+
+/// How long before the caller's deadline the answer leaves: time for it to
+/// reach the caller, whose own timer would otherwise turn it into CANCELLED.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
+/// Runs a domain call under the caller's deadline and answers in time even
+/// when the database is slow: WeChat calls stop short of the deadline
+/// (`wechat::guard`), and what must still finish once the answer has left
+/// (settling a claimed code) runs on a task of its own.
+async fn within_deadline<T>(
+    deadline: Option<tokio::time::Instant>,
+    call: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let call = with_caller_deadline(deadline, call);
+    let Some(deadline) = deadline else {
+        return call.await;
+    };
+    let answer_by = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+    tokio::time::timeout_at(answer_by, call)
+        .await
+        .unwrap_or(Err(Error::DeadlineExceeded))
 }
 
 /// Records the RPC's status code and latency.

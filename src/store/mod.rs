@@ -67,8 +67,9 @@ pub struct Touch {
 pub enum CodeState {
     /// Someone else is working on it; wait and ask again.
     Pending,
-    /// The login for this code was committed.
-    Done(SessionId),
+    /// The login for this code was committed: its session, and whether it
+    /// registered the user.
+    Done { session: SessionId, created: bool },
     /// WeChat refused the code; the reason is an error reason string.
     Failed(String),
 }
@@ -81,6 +82,18 @@ pub enum Claim {
     Acquired { exchange: Option<SealedExchange> },
     /// Another request owns or finished it.
     Held(CodeState),
+}
+
+/// Where a phone code stands, as a request that wants it sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneClaim {
+    /// This request claimed the code: it asks WeChat, then remembers the
+    /// answer or releases the claim.
+    Acquired,
+    /// Another request is asking WeChat; wait and ask again.
+    Pending,
+    /// Exchanged: the user it was bound for, and the phone.
+    Done(String, Phone),
 }
 
 /// Everything a login writes, in one transaction.
@@ -191,7 +204,23 @@ pub trait Store: Send + Sync + 'static {
     /// The remembered answer for a phone code: the user it was bound for and the phone.
     async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>>;
 
-    /// Remembers a phone code's answer (first writer wins).
+    /// Claims a phone code for its billed WeChat exchange, or reports who
+    /// holds it or what it was exchanged for. Pending claims older than
+    /// `abandoned_before` are taken over.
+    async fn claim_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        now: i64,
+        abandoned_before: i64,
+    ) -> Result<PhoneClaim>;
+
+    /// Gives up a pending phone-code claim (WeChat gave no usable answer),
+    /// so that a retry can claim it again.
+    async fn release_phone_code(&self, code_hash: &str) -> Result<()>;
+
+    /// Remembers a phone code's answer, completing a pending claim (first
+    /// answer wins).
     async fn remember_phone_code(
         &self,
         code_hash: &str,
@@ -214,15 +243,19 @@ pub trait Store: Send + Sync + 'static {
     /// Persists an app's access token.
     async fn save_access_token(&self, app_id: &str, token: &SealedAccessToken, now: i64) -> Result<()>;
 
-    /// Claims the right to refresh an app's access token until `until`;
-    /// false while another replica holds an unexpired claim.
-    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool>;
+    /// Claims the right to refresh an app's access token for `lease_ms`;
+    /// false while another claim's lease runs. The lease runs on the
+    /// database's clock where replicas share it (PostgreSQL: replicas whose
+    /// clocks disagree still never hold it at once); SQLite, used by one
+    /// host, takes `now`.
+    async fn claim_token_refresh(&self, app_id: &str, now: i64, lease_ms: i64) -> Result<bool>;
 
     /// Ends a refresh claim.
     async fn release_token_refresh(&self, app_id: &str) -> Result<()>;
 
-    /// Forgets an app's access token, only if it is still `token`.
-    async fn drop_access_token(&self, app_id: &str, token: &Sealed) -> Result<()>;
+    /// Forgets an app's access token, only if it is still the one fetch
+    /// `fetch_id` got.
+    async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()>;
 
     /// Whether rows of earlier versions may still hold plaintext (until
     /// [`Store::plaintext_done`]), so that later starts skip the scan.

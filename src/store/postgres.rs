@@ -9,10 +9,10 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
 use super::{
-    shared, Claim, CodeState, LoginRecord, NewLogin, PlainSecret, PoolSettings, Resealed, SecretColumn,
-    Store, Touch,
+    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
+    SecretColumn, Store, Touch,
 };
-use crate::crypto::{Sealed, SessionId};
+use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
@@ -39,8 +39,11 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?;
         // Migrate on a connection of its own, without the statement timeout:
         // waiting for another replica's migration lock, or a long migration,
-        // must not be cut off after a few seconds.
-        let mut conn = options.connect().await?;
+        // must not be cut off after a few seconds. Connecting is bounded,
+        // though: a host that never answers must fail the start, not hang it.
+        let mut conn = tokio::time::timeout(settings.acquire_timeout, options.connect())
+            .await
+            .map_err(|_| anyhow::anyhow!("the database did not answer within the acquire timeout"))??;
         MIGRATOR.run(&mut conn).await?;
         conn.close().await?;
 
@@ -92,11 +95,12 @@ impl Store for PgStore {
                  unionid = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.unionid END,
                  session_key = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.session_key END,
                  session_id = NULL,
-                 failure = NULL
+                 failure = NULL,
+                 created = NULL
              WHERE code_exchanges.created_at < $4
                 OR code_exchanges.state = 'exchanged'
                 OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < $5)
-             RETURNING state, openid, unionid, session_key, session_id, failure",
+             RETURNING state, openid, unionid, session_key, session_id, failure, created",
         )
         .bind(code_hash)
         .bind(app_id)
@@ -111,7 +115,7 @@ impl Store for PgStore {
             });
         }
         let held: Option<ClaimRow> = sqlx::query_as(
-            "SELECT state, openid, unionid, session_key, session_id, failure
+            "SELECT state, openid, unionid, session_key, session_id, failure, created
              FROM code_exchanges WHERE code_hash = $1",
         )
         .bind(code_hash)
@@ -196,12 +200,13 @@ impl Store for PgStore {
             // Done: the session answers retries; WeChat's answer (with the
             // session_key) is no longer needed here.
             sqlx::query(
-                "UPDATE code_exchanges SET state = 'done', session_id = $2,
+                "UPDATE code_exchanges SET state = 'done', session_id = $2, created = $3,
                      openid = NULL, unionid = NULL, session_key = NULL
                  WHERE code_hash = $1",
             )
             .bind(code_hash)
             .bind(&session.id)
+            .bind(created)
             .execute(&mut *tx)
             .await?;
         }
@@ -280,6 +285,20 @@ impl Store for PgStore {
         shared::postgres::phone_code(&self.pool, code_hash).await
     }
 
+    async fn claim_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        now: i64,
+        abandoned_before: i64,
+    ) -> Result<PhoneClaim> {
+        shared::postgres::claim_phone_code(&self.pool, code_hash, user_id, now, abandoned_before).await
+    }
+
+    async fn release_phone_code(&self, code_hash: &str) -> Result<()> {
+        shared::postgres::release_phone_code(&self.pool, code_hash).await
+    }
+
     async fn remember_phone_code(
         &self,
         code_hash: &str,
@@ -306,16 +325,29 @@ impl Store for PgStore {
         shared::postgres::save_access_token(&self.pool, app_id, token, now).await
     }
 
-    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool> {
-        shared::postgres::claim_token_refresh(&self.pool, app_id, now, until).await
+    async fn claim_token_refresh(&self, app_id: &str, _now: i64, lease_ms: i64) -> Result<bool> {
+        // The database's clock, not the replica's: one clock for all
+        // replicas, so skew cannot let two hold the lease at once.
+        let claimed: Option<String> = sqlx::query_scalar(
+            "INSERT INTO access_token_refresh (app_id, until)
+             VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2)
+             ON CONFLICT (app_id) DO UPDATE SET until = excluded.until
+             WHERE access_token_refresh.until < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT
+             RETURNING app_id",
+        )
+        .bind(app_id)
+        .bind(lease_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.is_some())
     }
 
     async fn release_token_refresh(&self, app_id: &str) -> Result<()> {
         shared::postgres::release_token_refresh(&self.pool, app_id).await
     }
 
-    async fn drop_access_token(&self, app_id: &str, token: &Sealed) -> Result<()> {
-        shared::postgres::drop_access_token(&self.pool, app_id, token).await
+    async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
+        shared::postgres::drop_access_token(&self.pool, app_id, fetch_id).await
     }
 
     async fn plaintext_pending(&self) -> Result<bool> {
@@ -424,6 +456,41 @@ mod tests {
     use crate::error::Error;
     use crate::store::testing::PgSchema;
     use crate::store::{PoolSettings, Store};
+
+    #[tokio::test]
+    async fn replicas_starting_at_once_on_a_fresh_schema_all_migrate_it_once() {
+        let Some(schema) = PgSchema::create().await else {
+            return;
+        };
+        let settings = PoolSettings::default();
+        let starts = (0..8).map(|_| PgStore::connect(&schema.url, &settings));
+        let stores: Vec<PgStore> = futures::future::try_join_all(starts).await.unwrap();
+        let applied: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&stores[0].pool)
+                .await
+                .unwrap();
+        let expected: Vec<(i64, bool)> = super::MIGRATOR.iter().map(|m| (m.version, true)).collect();
+        assert_eq!(applied, expected, "each migration applied once, successfully");
+        for store in &stores {
+            store.ping().await.unwrap();
+            store.pool.close().await;
+        }
+        schema.remove().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_host_that_never_answers_fails_the_start_instead_of_hanging() {
+        // Accepted by the kernel (listen backlog), never answered.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("postgres://postgres@{}/test", silent.local_addr().unwrap());
+        let settings = PoolSettings {
+            acquire_timeout: Duration::from_millis(300),
+            ..PoolSettings::default()
+        };
+        let start = tokio::time::timeout(Duration::from_secs(20), PgStore::connect(&url, &settings)).await;
+        assert!(matches!(start, Ok(Err(_))), "the start hung or succeeded");
+    }
 
     #[tokio::test]
     async fn a_statement_over_the_timeout_is_canceled_as_store_unavailable() {

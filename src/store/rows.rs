@@ -115,6 +115,7 @@ pub(super) struct ClaimRow {
     session_key: Option<String>,
     session_id: Option<String>,
     failure: Option<String>,
+    created: Option<bool>,
 }
 
 impl ClaimRow {
@@ -128,7 +129,12 @@ impl ClaimRow {
 
     pub(super) fn state(&self) -> CodeState {
         match (self.state.as_str(), &self.session_id, &self.failure) {
-            ("done", Some(id), _) => SessionId::from_hex(id).map_or(CodeState::Pending, CodeState::Done),
+            ("done", Some(id), _) => {
+                SessionId::from_hex(id).map_or(CodeState::Pending, |session| CodeState::Done {
+                    session,
+                    created: self.created.unwrap_or(false),
+                })
+            }
             ("failed", _, Some(reason)) => CodeState::Failed(reason.clone()),
             _ => CodeState::Pending,
         }
@@ -179,6 +185,7 @@ impl PhoneCodeRow {
 pub(super) struct AccessTokenRow {
     token: String,
     expires_at: i64,
+    fetch_id: String,
 }
 
 impl From<AccessTokenRow> for SealedAccessToken {
@@ -186,6 +193,7 @@ impl From<AccessTokenRow> for SealedAccessToken {
         SealedAccessToken {
             token: Sealed::from_stored(r.token),
             expires_at: r.expires_at,
+            fetch_id: r.fetch_id,
         }
     }
 }

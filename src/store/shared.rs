@@ -4,7 +4,7 @@
 //! `postgres::`), and each store's trait method is a one-line call.
 macro_rules! shared_statements {
     ($db:ty) => {
-        use crate::crypto::{Sealed, SessionId};
+        use crate::crypto::SessionId;
         use crate::error::{Error, Result};
         use crate::model::{Phone, PhoneBinding, Profile, SealedAccessToken, SealedSessionKeys, Session, User};
         use crate::store::rows::{
@@ -12,6 +12,7 @@ macro_rules! shared_statements {
             SESSION_USER_COLUMNS, USER_COLUMNS,
         };
         use crate::store::{PlainSecret, Resealed, SecretColumn};
+        use crate::store::PhoneClaim;
 
         type Pool = sqlx::Pool<$db>;
 
@@ -118,7 +119,7 @@ macro_rules! shared_statements {
         pub async fn phone_code(pool: &Pool, code_hash: &str) -> Result<Option<(String, Phone)>> {
             let row: Option<PhoneCodeRow> = sqlx::query_as(
                 "SELECT user_id, phone_number, pure_phone_number, country_code, watermark_timestamp
-                 FROM phone_codes WHERE code_hash = $1",
+                 FROM phone_codes WHERE code_hash = $1 AND state = 'done'",
             )
             .bind(code_hash)
             .fetch_optional(pool)
@@ -134,9 +135,13 @@ macro_rules! shared_statements {
             now: i64,
         ) -> Result<()> {
             sqlx::query(
-                "INSERT INTO phone_codes (code_hash, user_id, phone_number, pure_phone_number, country_code,
-                     watermark_timestamp, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (code_hash) DO NOTHING",
+                "INSERT INTO phone_codes (code_hash, user_id, state, phone_number, pure_phone_number,
+                     country_code, watermark_timestamp, claimed_at, created_at)
+                 VALUES ($1, $2, 'done', $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (code_hash) DO UPDATE SET user_id = excluded.user_id, state = 'done',
+                     phone_number = excluded.phone_number, pure_phone_number = excluded.pure_phone_number,
+                     country_code = excluded.country_code, watermark_timestamp = excluded.watermark_timestamp
+                 WHERE phone_codes.state = 'pending'",
             )
             .bind(code_hash)
             .bind(user_id)
@@ -150,6 +155,47 @@ macro_rules! shared_statements {
             Ok(())
         }
 
+        pub async fn claim_phone_code(
+            pool: &Pool,
+            code_hash: &str,
+            user_id: &str,
+            now: i64,
+            abandoned_before: i64,
+        ) -> Result<PhoneClaim> {
+            // A row comes back only when this request now holds the claim:
+            // a new one, or a pending one whose claimant went quiet. An
+            // answered code is never claimed again.
+            let claimed: Option<String> = sqlx::query_scalar(
+                "INSERT INTO phone_codes (code_hash, user_id, state, claimed_at, created_at)
+                 VALUES ($1, $2, 'pending', $3, $3)
+                 ON CONFLICT (code_hash) DO UPDATE SET user_id = excluded.user_id,
+                     claimed_at = excluded.claimed_at
+                 WHERE phone_codes.state = 'pending' AND phone_codes.claimed_at < $4
+                 RETURNING code_hash",
+            )
+            .bind(code_hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(abandoned_before)
+            .fetch_optional(pool)
+            .await?;
+            if claimed.is_some() {
+                return Ok(PhoneClaim::Acquired);
+            }
+            // Not done (or purged meanwhile): the caller asks again.
+            Ok(phone_code(pool, code_hash)
+                .await?
+                .map_or(PhoneClaim::Pending, |(user_id, phone)| PhoneClaim::Done(user_id, phone)))
+        }
+
+        pub async fn release_phone_code(pool: &Pool, code_hash: &str) -> Result<()> {
+            sqlx::query("DELETE FROM phone_codes WHERE code_hash = $1 AND state = 'pending'")
+                .bind(code_hash)
+                .execute(pool)
+                .await?;
+            Ok(())
+        }
+
         pub async fn purge_phone_codes(pool: &Pool, before: i64) -> Result<u64> {
             let done = sqlx::query("DELETE FROM phone_codes WHERE created_at < $1")
                 .bind(before)
@@ -160,7 +206,7 @@ macro_rules! shared_statements {
 
         pub async fn access_token(pool: &Pool, app_id: &str) -> Result<Option<SealedAccessToken>> {
             let row: Option<AccessTokenRow> =
-                sqlx::query_as("SELECT token, expires_at FROM access_tokens WHERE app_id = $1")
+                sqlx::query_as("SELECT token, expires_at, fetch_id FROM access_tokens WHERE app_id = $1")
                     .bind(app_id)
                     .fetch_optional(pool)
                     .await?;
@@ -174,23 +220,26 @@ macro_rules! shared_statements {
             now: i64,
         ) -> Result<()> {
             sqlx::query(
-                "INSERT INTO access_tokens (app_id, token, expires_at, updated_at) VALUES ($1, $2, $3, $4)
+                "INSERT INTO access_tokens (app_id, token, expires_at, updated_at, fetch_id)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (app_id) DO UPDATE SET token = excluded.token,
-                     expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                     expires_at = excluded.expires_at, updated_at = excluded.updated_at,
+                     fetch_id = excluded.fetch_id",
             )
             .bind(app_id)
             .bind(token.token.as_str())
             .bind(token.expires_at)
             .bind(now)
+            .bind(&token.fetch_id)
             .execute(pool)
             .await?;
             Ok(())
         }
 
-        pub async fn drop_access_token(pool: &Pool, app_id: &str, token: &Sealed) -> Result<()> {
-            sqlx::query("DELETE FROM access_tokens WHERE app_id = $1 AND token = $2")
+        pub async fn drop_access_token(pool: &Pool, app_id: &str, fetch_id: &str) -> Result<()> {
+            sqlx::query("DELETE FROM access_tokens WHERE app_id = $1 AND fetch_id = $2")
                 .bind(app_id)
-                .bind(token.as_str())
+                .bind(fetch_id)
                 .execute(pool)
                 .await?;
             Ok(())
@@ -219,21 +268,6 @@ macro_rules! shared_statements {
             .execute(pool)
             .await?;
             Ok(())
-        }
-
-        pub async fn claim_token_refresh(pool: &Pool, app_id: &str, now: i64, until: i64) -> Result<bool> {
-            let claimed: Option<String> = sqlx::query_scalar(
-                "INSERT INTO access_token_refresh (app_id, until) VALUES ($1, $3)
-                 ON CONFLICT (app_id) DO UPDATE SET until = excluded.until
-                 WHERE access_token_refresh.until < $2
-                 RETURNING app_id",
-            )
-            .bind(app_id)
-            .bind(now)
-            .bind(until)
-            .fetch_optional(pool)
-            .await?;
-            Ok(claimed.is_some())
         }
 
         pub async fn release_token_refresh(pool: &Pool, app_id: &str) -> Result<()> {

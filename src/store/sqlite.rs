@@ -16,10 +16,10 @@ use sqlx::SqlitePool;
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
 use super::{
-    shared, Claim, CodeState, LoginRecord, NewLogin, PlainSecret, PoolSettings, Resealed, SecretColumn,
-    Store, Touch,
+    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
+    SecretColumn, Store, Touch,
 };
-use crate::crypto::{Sealed, SessionId};
+use crate::crypto::SessionId;
 use crate::error::Result;
 use crate::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
@@ -121,11 +121,12 @@ impl Store for SqliteStore {
                  unionid = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.unionid END,
                  session_key = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.session_key END,
                  session_id = NULL,
-                 failure = NULL
+                 failure = NULL,
+                 created = NULL
              WHERE code_exchanges.created_at < ?4
                 OR code_exchanges.state = 'exchanged'
                 OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < ?5)
-             RETURNING state, openid, unionid, session_key, session_id, failure",
+             RETURNING state, openid, unionid, session_key, session_id, failure, created",
         )
         .bind(code_hash)
         .bind(app_id)
@@ -140,7 +141,7 @@ impl Store for SqliteStore {
             });
         }
         let held: Option<ClaimRow> = sqlx::query_as(
-            "SELECT state, openid, unionid, session_key, session_id, failure
+            "SELECT state, openid, unionid, session_key, session_id, failure, created
              FROM code_exchanges WHERE code_hash = ?1",
         )
         .bind(code_hash)
@@ -270,12 +271,13 @@ impl Store for SqliteStore {
             // Done: the session answers retries; WeChat's answer (with the
             // session_key) is no longer needed here.
             sqlx::query(
-                "UPDATE code_exchanges SET state = 'done', session_id = ?2,
+                "UPDATE code_exchanges SET state = 'done', session_id = ?2, created = ?3,
                      openid = NULL, unionid = NULL, session_key = NULL
                  WHERE code_hash = ?1",
             )
             .bind(code_hash)
             .bind(&session.id)
+            .bind(created)
             .execute(&mut *tx)
             .await?;
         }
@@ -352,6 +354,20 @@ impl Store for SqliteStore {
         shared::sqlite::phone_code(&self.pool, code_hash).await
     }
 
+    async fn claim_phone_code(
+        &self,
+        code_hash: &str,
+        user_id: &str,
+        now: i64,
+        abandoned_before: i64,
+    ) -> Result<PhoneClaim> {
+        shared::sqlite::claim_phone_code(&self.pool, code_hash, user_id, now, abandoned_before).await
+    }
+
+    async fn release_phone_code(&self, code_hash: &str) -> Result<()> {
+        shared::sqlite::release_phone_code(&self.pool, code_hash).await
+    }
+
     async fn remember_phone_code(
         &self,
         code_hash: &str,
@@ -378,16 +394,27 @@ impl Store for SqliteStore {
         shared::sqlite::save_access_token(&self.writer, app_id, token, now).await
     }
 
-    async fn claim_token_refresh(&self, app_id: &str, now: i64, until: i64) -> Result<bool> {
-        shared::sqlite::claim_token_refresh(&self.writer, app_id, now, until).await
+    async fn claim_token_refresh(&self, app_id: &str, now: i64, lease_ms: i64) -> Result<bool> {
+        let claimed: Option<String> = sqlx::query_scalar(
+            "INSERT INTO access_token_refresh (app_id, until) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (app_id) DO UPDATE SET until = excluded.until
+             WHERE access_token_refresh.until < ?2
+             RETURNING app_id",
+        )
+        .bind(app_id)
+        .bind(now)
+        .bind(lease_ms)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(claimed.is_some())
     }
 
     async fn release_token_refresh(&self, app_id: &str) -> Result<()> {
         shared::sqlite::release_token_refresh(&self.writer, app_id).await
     }
 
-    async fn drop_access_token(&self, app_id: &str, token: &Sealed) -> Result<()> {
-        shared::sqlite::drop_access_token(&self.writer, app_id, token).await
+    async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
+        shared::sqlite::drop_access_token(&self.writer, app_id, fetch_id).await
     }
 
     async fn plaintext_pending(&self) -> Result<bool> {

@@ -25,9 +25,22 @@ pub async fn with_caller_deadline<F: std::future::Future>(
     CALLER_DEADLINE.scope(deadline, f).await
 }
 
-/// The caller's deadline, less a margin to release claims and answer.
+/// Spawns `f` as a task of its own under the current caller's deadline and
+/// log span (request id): work that must finish even when the caller stops
+/// waiting (a claimed code is always settled) runs there.
+pub fn spawn_with_caller_deadline<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let deadline = CALLER_DEADLINE.try_with(|d| *d).ok().flatten();
+    tokio::spawn(CALLER_DEADLINE.scope(deadline, tracing::Instrument::in_current_span(f)))
+}
+
+/// The caller's deadline, less a margin to settle claims and answer (the
+/// gRPC layer answers 100 ms before the deadline, see `grpc::auth`).
 pub(super) fn caller_deadline() -> Option<tokio::time::Instant> {
-    const MARGIN: Duration = Duration::from_millis(100);
+    const MARGIN: Duration = Duration::from_millis(150);
     CALLER_DEADLINE
         .try_with(|d| *d)
         .ok()

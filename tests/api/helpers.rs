@@ -150,6 +150,24 @@ impl Database {
         }
     }
 
+    /// Blocks writes to `table` until the lock is released, as a database
+    /// stalled by a long transaction does. (On SQLite: writes to any table.)
+    pub async fn block_writes(&self, table: &str) -> WriteLock {
+        match self {
+            Self::Sqlite { .. } => {
+                let mut conn = SqliteConnection::connect(&self.url()).await.unwrap();
+                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+                WriteLock::Sqlite(conn)
+            }
+            Self::Postgres { url } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                let sql = format!("BEGIN; LOCK TABLE {table} IN SHARE MODE");
+                sqlx::raw_sql(&sql).execute(&mut conn).await.unwrap();
+                WriteLock::Postgres(conn)
+            }
+        }
+    }
+
     /// Runs `SELECT COUNT(*) ...` directly; `args` bind to `$1`, `$2`... as text.
     pub async fn count(&self, sql: &str, args: &[&str]) -> i64 {
         let count = match self {
@@ -212,6 +230,27 @@ impl Database {
             }
         };
         value.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// See [`Database::block_writes`].
+pub enum WriteLock {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl WriteLock {
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ fn assert_rate_limited<T: std::fmt::Debug>(result: Result<T, tonic::Status>) {
 
 api_tests!(
     no_wechat_call_outlives_the_callers_deadline_and_the_code_stays_usable,
+    a_stalled_database_does_not_hold_the_answer_past_the_deadline_nor_strand_the_code,
     an_open_circuit_fails_fast_and_a_probe_closes_it,
     the_outbound_rate_limit_answers_resource_exhausted_with_retry_info,
     a_user_logging_in_too_often_is_limited_and_the_code_kept_for_later,
@@ -75,6 +76,29 @@ async fn no_wechat_call_outlives_the_callers_deadline_and_the_code_stays_usable(
         result = app.exchange(&code).await;
     }
     assert!(result.is_ok(), "{result:?}");
+}
+
+async fn a_stalled_database_does_not_hold_the_answer_past_the_deadline_nor_strand_the_code() {
+    let app = TestApp::spawn().await;
+    let code = app.sim.new_code().await.code;
+    let stall = app.database.block_writes("code_exchanges").await;
+    let mut request = tonic::Request::new(ExchangeCodeRequest {
+        code: code.clone(),
+        ..Default::default()
+    });
+    request.set_timeout(Duration::from_millis(500));
+    // wxauth's own answer, not the transport's CANCELLED.
+    assert_error(
+        app.client.clone().exchange_code(request).await,
+        Code::DeadlineExceeded,
+        "DEADLINE_EXCEEDED",
+    );
+    stall.release().await;
+    // The claim taken once the database came back was settled: the code
+    // works on the next try, with WeChat asked once.
+    let login = app.exchange(&code).await.unwrap();
+    assert!(login.created);
+    assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 
 async fn an_open_circuit_fails_fast_and_a_probe_closes_it() {

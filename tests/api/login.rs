@@ -60,6 +60,8 @@ async fn the_same_code_twice_returns_the_same_token_with_one_wechat_call() {
     let retry = app.exchange(&code).await.unwrap();
     assert_eq!(retry.session_token, first.session_token);
     assert_eq!(retry.user, first.user);
+    assert!(first.created);
+    assert_eq!(retry.created, first.created, "the retry answers as the first did");
     assert_eq!(app.sim.calls("jscode2session").await, 1);
 }
 

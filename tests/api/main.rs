@@ -1,6 +1,7 @@
 //! One integration-test binary: real gRPC to a real wxauth, real HTTP to the
 //! WeChat simulator, a real database: every case runs on a SQLite file and
 //! on a PostgreSQL schema (see `helpers::api_tests!`).
+mod access_token;
 mod callers;
 mod deploy;
 mod examples;

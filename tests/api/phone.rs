@@ -11,10 +11,12 @@ api_tests!(
     the_legacy_payload_binds_the_phone,
     a_plus_that_arrived_as_a_space_is_tolerated,
     a_phone_code_binds_and_is_exchanged_with_wechat_only_once,
+    ten_concurrent_binds_with_one_phone_code_make_one_billed_call_and_all_succeed,
     another_users_phone_code_is_refused,
     an_unknown_phone_code_is_phone_code_invalid,
     a_new_number_replaces_the_old_one_and_the_old_one_goes_to_history,
     a_payload_for_another_app_is_rejected_like_any_undecryptable_payload,
+    a_phone_code_for_another_app_is_rejected_like_a_foreign_payload,
     an_old_watermark_is_rejected_as_a_replay,
     a_rotation_between_get_phone_number_and_the_exchange_is_recovered,
     a_fresh_login_code_fixes_a_key_rotated_before_get_phone_number,
@@ -24,6 +26,7 @@ api_tests!(
     a_login_code_of_another_user_is_refused,
     with_phone_required_only_verify_token_insists_on_a_phone,
     an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds,
+    twenty_concurrent_binds_all_rejected_with_40001_refresh_the_access_token_once,
     the_access_token_survives_a_restart,
 );
 
@@ -60,7 +63,8 @@ async fn a_plus_that_arrived_as_a_space_is_tolerated() {
         .sim
         .phone(json!({ "openid": openid, "phone_number": "13580006666" }))
         .await;
-    for _ in 0..20 {
+    // About 7% of payloads have no '+' at all; never 100 in a row.
+    for _ in 0..100 {
         if phone.encrypted_data.contains('+') || phone.iv.contains('+') {
             break;
         }
@@ -69,6 +73,7 @@ async fn a_plus_that_arrived_as_a_space_is_tolerated() {
             .phone(json!({ "openid": openid, "phone_number": "13580006666" }))
             .await;
     }
+    assert!(phone.encrypted_data.contains('+') || phone.iv.contains('+'));
     phone.encrypted_data = phone.encrypted_data.replace('+', " ");
     phone.iv = phone.iv.replace('+', " ");
     assert!(app.bind_encrypted(&token, &phone, "").await.is_ok());
@@ -86,6 +91,24 @@ async fn a_phone_code_binds_and_is_exchanged_with_wechat_only_once() {
     assert_eq!(first.user.unwrap().phone_number, "13900001111");
     assert_eq!(again.user.unwrap().phone_number, "13900001111");
     assert!(!again.changed);
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 1, "billed once");
+}
+
+async fn ten_concurrent_binds_with_one_phone_code_make_one_billed_call_and_all_succeed() {
+    let app = TestApp::spawn().await;
+    let (openid, token) = logged_in(&app).await;
+    let phone = app
+        .sim
+        .phone(json!({ "openid": openid, "phone_number": "13900001111" }))
+        .await;
+    // WeChat takes its time, so that the others arrive while it answers.
+    app.sim
+        .fault(json!({ "endpoint": "getuserphonenumber", "delay_ms": 300, "times": 1 }))
+        .await;
+    let binds = (0..10).map(|_| app.bind_code(&token, &phone.phone_code));
+    for result in futures::future::join_all(binds).await {
+        assert_eq!(result.unwrap().user.unwrap().phone_number, "13900001111");
+    }
     assert_eq!(app.sim.calls("getuserphonenumber").await, 1, "billed once");
 }
 
@@ -156,6 +179,20 @@ async fn a_payload_for_another_app_is_rejected_like_any_undecryptable_payload() 
         .await;
     assert_error(
         app.bind_encrypted(&token, &foreign, "").await,
+        Code::FailedPrecondition,
+        "SESSION_KEY_STALE",
+    );
+}
+
+async fn a_phone_code_for_another_app_is_rejected_like_a_foreign_payload() {
+    let app = TestApp::spawn().await;
+    let (openid, token) = logged_in(&app).await;
+    let foreign = app
+        .sim
+        .phone(json!({ "openid": openid, "phone_number": "13580006666", "app_id": "wxforeign00000001" }))
+        .await;
+    assert_error(
+        app.bind_code(&token, &foreign.phone_code).await,
         Code::FailedPrecondition,
         "SESSION_KEY_STALE",
     );
@@ -337,17 +374,23 @@ async fn with_phone_required_only_verify_token_insists_on_a_phone() {
     assert_eq!(app.revoke(&phoneless, false).await.unwrap(), 1);
 }
 
-async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds() {
-    let app = TestApp::spawn().await;
+/// Twenty logged-in users, each with a fresh phone code: (token, phone code).
+async fn users_with_phone_codes(app: &TestApp) -> Vec<(String, String)> {
     let mut users = Vec::new();
     for _ in 0..20 {
-        let (openid, token) = logged_in(&app).await;
+        let (openid, token) = logged_in(app).await;
         let phone = app
             .sim
             .phone(json!({ "openid": openid, "phone_number": "13580006666" }))
             .await;
         users.push((token, phone.phone_code));
     }
+    users
+}
+
+async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds() {
+    let app = TestApp::spawn().await;
+    let users = users_with_phone_codes(&app).await;
     app.sim
         .fault(json!({ "endpoint": "getuserphonenumber", "errcode": 40001, "times": 1 }))
         .await;
@@ -357,6 +400,23 @@ async fn an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_b
     }
     assert_eq!(app.sim.calls("stable_token").await, 2, "one fetch, one refresh");
     assert_eq!(app.sim.calls("getuserphonenumber").await, 21, "one retry");
+}
+
+async fn twenty_concurrent_binds_all_rejected_with_40001_refresh_the_access_token_once() {
+    let app = TestApp::spawn().await;
+    let users = users_with_phone_codes(&app).await;
+    // Every caller's first try is rejected; the rejections are slow, so all
+    // of them are out before any caller retries. stable_token (normal mode)
+    // answers the same string again, so only the fetch tells them apart.
+    app.sim
+        .fault(json!({ "endpoint": "getuserphonenumber", "errcode": 40001, "delay_ms": 500, "times": 20 }))
+        .await;
+    let binds = users.iter().map(|(token, code)| app.bind_code(token, code));
+    for result in futures::future::join_all(binds).await {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    assert_eq!(app.sim.calls("stable_token").await, 2, "one fetch, one refresh");
+    assert_eq!(app.sim.calls("getuserphonenumber").await, 40, "one retry each");
 }
 
 async fn the_access_token_survives_a_restart() {

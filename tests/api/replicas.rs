@@ -48,6 +48,7 @@ api_tests!(
     postgres: [
         a_token_issued_by_one_replica_verifies_on_the_other,
         one_code_sent_to_both_replicas_at_once_makes_one_wechat_call_and_gets_one_token,
+        one_phone_code_sent_to_both_replicas_at_once_is_billed_once_and_binds_everywhere,
         parallel_logins_of_one_user_over_both_replicas_end_with_one_user_and_one_session,
         fifty_concurrent_first_logins_over_both_replicas_create_one_user_per_openid,
         the_access_token_is_fetched_by_one_replica_and_reused_by_the_other,
@@ -74,12 +75,38 @@ async fn one_code_sent_to_both_replicas_at_once_makes_one_wechat_call_and_gets_o
     const ROUNDS: u64 = 10;
     for _ in 0..ROUNDS {
         let code = a.sim.new_code().await.code;
+        // WeChat answers slowly, so the second replica surely arrives while
+        // the first one's claim is pending.
+        a.sim
+            .fault(json!({ "endpoint": "jscode2session", "delay_ms": 200, "times": 1 }))
+            .await;
         let (on_a, on_b) = tokio::join!(a.exchange(&code), b.exchange(&code));
         let (on_a, on_b) = (on_a.unwrap(), on_b.unwrap());
         assert_eq!(on_a.session_token, on_b.session_token);
         assert_eq!(on_a.user, on_b.user);
     }
     assert_eq!(a.sim.calls("jscode2session").await, ROUNDS);
+}
+
+async fn one_phone_code_sent_to_both_replicas_at_once_is_billed_once_and_binds_everywhere() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    let login = a.sim.new_code().await;
+    let token = a.exchange(&login.code).await.unwrap().session_token;
+    let phone = a
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13900001111" }))
+        .await;
+    // WeChat takes its time, so that the others arrive while it answers.
+    a.sim
+        .fault(json!({ "endpoint": "getuserphonenumber", "delay_ms": 300, "times": 1 }))
+        .await;
+    let replicas = [&a, &b];
+    let binds = (0..10).map(|i| replicas[i % 2].bind_code(&token, &phone.phone_code));
+    for result in futures::future::join_all(binds).await {
+        assert_eq!(result.unwrap().user.unwrap().phone_number, "13900001111");
+    }
+    assert_eq!(a.sim.calls("getuserphonenumber").await, 1, "billed once");
 }
 
 async fn parallel_logins_of_one_user_over_both_replicas_end_with_one_user_and_one_session() {

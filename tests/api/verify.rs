@@ -8,6 +8,7 @@ api_tests!(
     a_fresh_token_verifies_to_its_user,
     tampered_truncated_and_garbage_tokens_are_invalid,
     a_well_formed_token_from_another_deployment_is_invalid,
+    a_correctly_signed_token_without_a_session_is_invalid,
     an_unused_token_expires_after_the_idle_timeout,
     a_used_token_expires_at_its_absolute_lifetime,
     verification_extends_the_idle_deadline,
@@ -51,6 +52,25 @@ async fn a_well_formed_token_from_another_deployment_is_invalid() {
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
+}
+
+async fn a_correctly_signed_token_without_a_session_is_invalid() {
+    use base64::Engine;
+    let app = TestApp::spawn().await;
+    // Minted with this deployment's own key, for an id no login issued.
+    let key = app.config.server_key.as_ref().unwrap().expose();
+    let raw = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
+    let keys = wxauth::crypto::ServerKeys::derive(&raw);
+    let forged = keys.mint_token(wxauth::crypto::SessionId::random());
+    assert_error(
+        app.verify(forged.expose()).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    // The same key signs real tokens: the MAC alone is not what failed.
+    let login = app.login_new_user().await;
+    let id = keys.parse_token(&login.session_token).expect("our key's MAC");
+    assert_eq!(keys.mint_token(id).expose(), &login.session_token);
 }
 
 async fn an_unused_token_expires_after_the_idle_timeout() {

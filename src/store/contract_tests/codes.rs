@@ -96,7 +96,10 @@ async fn a_done_code_answers_with_its_session_and_keeps_no_secret(t: &TestStore)
     // Done is final, long after any lease.
     assert_eq!(
         held(t, "c1", T0 + 3 * LEASE).await,
-        CodeState::Done(record.session.id)
+        CodeState::Done {
+            session: record.session.id,
+            created: true
+        }
     );
     assert_eq!(stored(t, "c1").await, ("done".into(), None, None));
 }
@@ -129,7 +132,11 @@ async fn finished_claims_are_not_released(t: &TestStore) {
             .await
             .unwrap();
     }
-    assert_eq!(held(t, "done", T0 + 1).await, CodeState::Done(record.session.id));
+    let done = CodeState::Done {
+        session: record.session.id,
+        created: true,
+    };
+    assert_eq!(held(t, "done", T0 + 1).await, done);
     assert_eq!(
         held(t, "failed", T0 + 1).await,
         CodeState::Failed("CODE_USED".into())

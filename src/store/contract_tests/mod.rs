@@ -50,11 +50,14 @@ macro_rules! contract_tests {
     };
 }
 
+mod access_tokens;
 mod codes;
 mod login;
 mod lookups;
+mod phone_codes;
 mod sealing;
 mod sessions;
+mod users;
 
 /// A fixed "now" far from zero, so `now - window` stays positive.
 pub const T0: i64 = 1_700_000_000_000;

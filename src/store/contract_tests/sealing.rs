@@ -61,6 +61,7 @@ async fn plaintext_values_of_every_secret_column_are_listed_and_sealed_once(t: &
     let token = SealedAccessToken {
         token: Sealed::from_stored("token-1".into()),
         expires_at: T0,
+        fetch_id: "f1".into(),
     };
     t.save_access_token(APP, &token, T0).await.unwrap();
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{random_string, Inner, SimState};
 use crate::crypto;
+use crate::secret::redacted_debug;
 
 /// A phone code lives 5 minutes and works once.
 pub const PHONE_CODE_TTL_MS: i64 = 5 * 60 * 1000;
@@ -30,7 +31,7 @@ pub struct PhoneRequest {
 }
 
 /// `POST /sim/phone` response: what the button callback receives.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PhoneResponse {
     /// base64 AES-128-CBC of a [`PhoneData`] under the user's session_key.
     pub encrypted_data: String,
@@ -39,6 +40,8 @@ pub struct PhoneResponse {
     /// A single-use code for getuserphonenumber yielding the same data.
     pub phone_code: String,
 }
+
+redacted_debug!(PhoneResponse { iv } hiding { encrypted_data, phone_code });
 
 /// WeChat's phone data, in its wire shape: the plaintext of the legacy
 /// encryptedData and `phone_info` of getuserphonenumber.
@@ -57,7 +60,7 @@ pub struct Watermark {
     pub appid: String,
 }
 
-#[derive(Debug)]
+/// No `Debug`: keyed by phone codes.
 struct PhoneCode {
     /// The app whose user tapped the button (not the watermark's).
     app_id: String,
@@ -66,7 +69,7 @@ struct PhoneCode {
     used: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct PhoneCodes {
     codes: HashMap<String, PhoneCode>,
 }

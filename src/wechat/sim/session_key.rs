@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{new_session_key, Inner, SimState, SimUser};
 use crate::crypto;
+use crate::secret::redacted_debug;
 
 /// `POST /sim/rotate` request.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -18,13 +19,14 @@ pub struct RotateRequest {
 }
 
 /// `POST /sim/rotate` response: the user's new session_key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RotateResponse {
     pub session_key: String,
 }
+redacted_debug!(RotateResponse {} hiding { session_key });
 
 /// The signed query both endpoints take.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Default, Clone, Deserialize)]
 pub struct SignedQuery {
     #[serde(default)]
     pub access_token: String,
@@ -35,6 +37,8 @@ pub struct SignedQuery {
     #[serde(default)]
     pub sig_method: String,
 }
+
+redacted_debug!(SignedQuery { openid, sig_method } hiding { access_token, signature });
 
 impl SimState {
     /// `/wxa/checksession`.

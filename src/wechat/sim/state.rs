@@ -12,13 +12,13 @@ use super::faults::Faults;
 use super::phone::PhoneCodes;
 use super::tokens::Tokens;
 use crate::clock::Clock;
+use crate::secret::{redacted_debug, REDACTED};
 
 /// A wx.login code lives 5 minutes.
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
 /// WeChat's per-user jscode2session quota ("每个用户每分钟100次").
 pub const USER_MINUTE_QUOTA: u32 = 100;
 
-#[derive(Debug)]
 pub struct SimUser {
     pub unionid: Option<String>,
     pub session_key: String,
@@ -36,7 +36,7 @@ struct SimCode {
 }
 
 /// `POST /sim/login` request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct LoginRequest {
     pub app_id: Option<String>,
     pub openid: Option<String>,
@@ -47,7 +47,7 @@ pub struct LoginRequest {
 
 /// `POST /sim/login` response: what wx.login gives the mini program, plus
 /// what WeChat knows about the user (for tests).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct LoginResponse {
     pub code: String,
     pub openid: String,
@@ -55,8 +55,12 @@ pub struct LoginResponse {
     pub session_key: String,
 }
 
+redacted_debug!(SimUser { unionid, blocked, quota_minute, quota_used } hiding { session_key });
+redacted_debug!(LoginRequest { app_id, openid, unionid, blocked } hiding { session_key });
+redacted_debug!(LoginResponse { openid, unionid } hiding { code, session_key });
+
 /// What jscode2session answers.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub enum Code2Session {
     Ok {
         openid: String,
@@ -64,6 +68,20 @@ pub enum Code2Session {
         session_key: String,
     },
     Err(i64),
+}
+
+impl std::fmt::Debug for Code2Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ok { openid, unionid, .. } => f
+                .debug_struct("Ok")
+                .field("openid", openid)
+                .field("unionid", unionid)
+                .field("session_key", &REDACTED)
+                .finish(),
+            Self::Err(errcode) => f.debug_tuple("Err").field(errcode).finish(),
+        }
+    }
 }
 
 pub struct SimState {
@@ -313,6 +331,29 @@ mod tests {
             last = Some(s.jscode2session("wxapp", "secret", &code));
         }
         assert_eq!(last, Some(Code2Session::Err(45011)));
+    }
+
+    #[test]
+    fn debug_output_of_the_simulators_types_hides_keys_and_codes() {
+        let (s, _) = sim();
+        let key = new_session_key();
+        let request = LoginRequest {
+            session_key: Some(key.clone()),
+            ..Default::default()
+        };
+        let printed_request = format!("{request:?}");
+        let login = s.login(request).unwrap();
+        let answer = s.jscode2session("wxapp", "secret", &login.code);
+        let user = format!("{:?}", s.lock().users.values().next().unwrap());
+        let printed = [printed_request, format!("{login:?}"), format!("{answer:?}"), user];
+        for text in &printed {
+            assert!(text.contains("[redacted]"), "{text}");
+            assert!(!text.contains(&key) && !text.contains(&login.code), "{text}");
+        }
+        assert!(
+            printed[1].contains(&login.openid),
+            "what is not secret still shows"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::state::{random_string, SimState};
+use crate::secret::redacted_debug;
 
 /// A stable token lives 2 hours.
 pub const TOKEN_TTL_MS: i64 = 7200 * 1000;
@@ -26,21 +27,22 @@ const REMEMBER_EXPIRED_MS: i64 = 24 * 3600 * 1000;
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// What `/cgi-bin/stable_token` answers on success.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedToken {
     pub access_token: String,
     /// Remaining lifetime in seconds.
     pub expires_in: u64,
 }
+redacted_debug!(IssuedToken { expires_in } hiding { access_token });
 
-#[derive(Debug)]
+/// No `Debug`: these hold or are keyed by access tokens.
 struct Token {
     app_id: String,
     expires_at: i64,
     revoked: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Slot {
     current: Option<String>,
     last_forced_at: Option<i64>,
@@ -48,7 +50,7 @@ struct Slot {
     forced_today: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Tokens {
     tokens: HashMap<String, Token>,
     slots: HashMap<String, Slot>,
