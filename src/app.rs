@@ -53,6 +53,7 @@ impl Application {
 
     /// Like [`Application::build`], with a clock tests can move.
     pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
+        crate::metrics::handle();
         let access = Access::from_config(config)?;
         let (apps, simulator, base_url) = if config.has_credentials() {
             let apps = configured_apps(config)?;

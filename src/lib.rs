@@ -9,8 +9,9 @@
 //!   [`access_token`]: domain operations on [`service::Wxauth`], no tonic/prost.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
 //!   errcodes) and the WeChat simulator.
-//! - [`token_cache`], [`last_seen`]: the VerifyToken hot path: recently
-//!   verified sessions, and last-seen times written in batches.
+//! - [`token_cache`], [`session_loader`], [`last_seen`]: the VerifyToken hot
+//!   path: recently verified sessions, cold lookups batched, and last-seen
+//!   times written in batches.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
 //!   the contract tests both pass; all SQL lives there.
 //! - [`at_rest`]: seals session_keys and access tokens before the store sees
@@ -55,6 +56,7 @@ pub mod phone_code;
 pub mod secret;
 pub mod service;
 pub mod session;
+pub mod session_loader;
 pub mod store;
 pub mod telemetry;
 pub mod token_cache;

@@ -1,10 +1,11 @@
 //! Prometheus metrics, served on their own port at `/metrics`. Labels are
 //! method names, status codes, endpoints, errcodes and app ids: never a
 //! secret, an openid, a user id or a token.
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -12,7 +13,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// The process-wide recorder (metrics are global by nature; installing it
-/// twice, as tests with several servers do, returns the first one).
+/// twice, as tests with several servers do, returns the first one). Installed
+/// when wxauth is built, served or not, so that handles registered early
+/// are the recorder's and not no-ops.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -28,12 +31,43 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Metric handles by their labels, registered once: recording through a
+/// handle is an atomic add, where the macros would build and look up the
+/// key on every call (they are on the path of every RPC).
+struct Handles<K, H>(RwLock<HashMap<K, H, RandomStateless>>);
+
+impl<K: std::hash::Hash + Eq + Copy, H: Clone> Handles<K, H> {
+    const fn new() -> Self {
+        Self(RwLock::new(HashMap::with_hasher(RandomStateless::new())))
+    }
+}
+
+// `HashMap::new` is not const; a fixed hasher is fine for a handful of
+// static labels chosen by wxauth, never by a caller.
+type RandomStateless = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
+impl<K: std::hash::Hash + Eq + Copy, H: Clone> Handles<K, H> {
+    fn get(&self, key: K, register: impl FnOnce() -> H) -> H {
+        if let Some(h) = self.0.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return h.clone();
+        }
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.entry(key).or_insert_with(register).clone()
+    }
+}
+
 /// One served RPC.
 pub fn rpc(method: &'static str, code: tonic::Code, elapsed: Duration) {
-    let code = format!("{code:?}");
-    counter!("wxauth_rpc_requests_total", "method" => method, "code" => code.clone()).increment(1);
-    histogram!("wxauth_rpc_duration_seconds", "method" => method, "code" => code)
-        .record(elapsed.as_secs_f64());
+    static HANDLES: Handles<(&'static str, i32), (Counter, Histogram)> = Handles::new();
+    let (count, latency) = HANDLES.get((method, code as i32), || {
+        let code = format!("{code:?}");
+        (
+            counter!("wxauth_rpc_requests_total", "method" => method, "code" => code.clone()),
+            histogram!("wxauth_rpc_duration_seconds", "method" => method, "code" => code),
+        )
+    });
+    count.increment(1);
+    latency.record(elapsed.as_secs_f64());
 }
 
 /// A request AuthService's caller policy refused (`reason` is
@@ -70,8 +104,13 @@ pub fn register_apps<'a>(app_ids: impl IntoIterator<Item = &'a str>) {
 /// WeChat access token), `code_flight` (a hit joined a concurrent exchange
 /// of the same login code), `check_session` (WeChat's checksession answer).
 pub fn cache(cache: &'static str, hit: bool) {
-    let result = if hit { "hit" } else { "miss" };
-    counter!("wxauth_cache_requests_total", "cache" => cache, "result" => result).increment(1);
+    static HANDLES: Handles<(&'static str, bool), Counter> = Handles::new();
+    HANDLES
+        .get((cache, hit), || {
+            let result = if hit { "hit" } else { "miss" };
+            counter!("wxauth_cache_requests_total", "cache" => cache, "result" => result)
+        })
+        .increment(1);
 }
 
 /// Database pool usage, sampled at scrape time.

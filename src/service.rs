@@ -9,6 +9,7 @@ use crate::crypto::ServerKeys;
 use crate::last_seen::LastSeen;
 use crate::login::LoginOutcome;
 use crate::model::{Phone, TokenPolicy};
+use crate::session_loader::SessionLoader;
 use crate::store::Store;
 use crate::token_cache::TokenCache;
 use crate::wechat::WechatClient;
@@ -37,6 +38,8 @@ pub struct Wxauth {
     pub(crate) token_cache: Arc<TokenCache>,
     /// Last-seen times waiting to be written.
     pub(crate) last_seen: LastSeen,
+    /// Cold VerifyToken lookups, batched.
+    pub(crate) session_loader: SessionLoader,
     /// Background tasks that live as long as the service: the store's
     /// change feed and the last-seen writer.
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -104,9 +107,11 @@ impl Wxauth {
             cache.no_other_writers();
         }
         let last_seen = LastSeen::new(store.clone());
+        let (session_loader, loaders) = SessionLoader::start(store.clone());
         let tasks = feed
             .into_iter()
             .chain([tokio::spawn(last_seen.clone().run())])
+            .chain(loaders)
             .collect();
         let code_flights = moka::future::Cache::builder()
             .max_capacity(100_000)
@@ -144,6 +149,7 @@ impl Wxauth {
             key_checks,
             token_cache: cache,
             last_seen,
+            session_loader,
             tasks,
         }
     }

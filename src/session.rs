@@ -53,7 +53,7 @@ impl Wxauth {
         }
         crate::metrics::cache("token", false);
         let ticket = self.token_cache.ticket();
-        let (mut session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
+        let (mut session, user) = self.session_loader.load(id).await?.ok_or(Error::TokenInvalid)?;
         // A use recorded here but not yet written counts (another replica's
         // is known after its next flush: the documented precision).
         if let Some(seen) = self.last_seen.pending(&id) {

@@ -215,7 +215,8 @@ impl TokenCache {
     }
 
     fn is_fresh(&self) -> bool {
-        self.since_epoch(Instant::now()) < self.fresh_until.load(Ordering::Acquire)
+        let until = self.fresh_until.load(Ordering::Acquire);
+        until == u64::MAX || self.since_epoch(Instant::now()) < until
     }
 
     /// Entries held (approximate), for metrics.

@@ -163,6 +163,10 @@ pub trait Store: Send + Sync + 'static {
     /// A session and its user.
     async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>>;
 
+    /// Several sessions with their users, in one query (unknown ids are
+    /// left out): concurrent cold VerifyTokens share one round trip.
+    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User)>>;
+
     /// Records use of sessions, in one statement or transaction. Each
     /// session's last-seen time moves to `seen_at` only if it is before
     /// `if_before`, so it never moves back and writes stay throttled to the

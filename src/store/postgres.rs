@@ -8,6 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
+use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
     SecretColumn, Store, Touch,
@@ -220,6 +221,18 @@ impl Store for PgStore {
 
     async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
         shared::postgres::session(&self.pool, id).await
+    }
+
+    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User)>> {
+        let ids: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
+        let rows: Vec<SessionUserRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
+             WHERE s.id = ANY($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(SessionUserRow::into_domain).collect()
     }
 
     async fn touch_sessions(&self, touches: &[Touch]) -> Result<()> {

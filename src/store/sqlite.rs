@@ -15,6 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
+use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
     SecretColumn, Store, Touch,
@@ -77,6 +78,10 @@ fn pool_options(settings: &PoolSettings, max_connections: u32, memory: bool) -> 
         .idle_timeout(keep(Duration::from_secs(600)))
         .max_lifetime(keep(Duration::from_secs(3600)))
         .acquire_timeout(settings.acquire_timeout)
+        // A connection to a local file does not go stale the way a network
+        // connection does; the ping sqlx would send before every use is one
+        // more hop to the connection's thread on every query.
+        .test_before_acquire(false)
 }
 
 #[async_trait]
@@ -291,6 +296,20 @@ impl Store for SqliteStore {
 
     async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
         shared::sqlite::session(&self.pool, id).await
+    }
+
+    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User)>> {
+        // One bound parameter whatever the count: the ids as a JSON array.
+        let ids = serde_json::to_string(&ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>())
+            .map_err(crate::error::Error::internal)?;
+        let rows: Vec<SessionUserRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
+             WHERE s.id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(SessionUserRow::into_domain).collect()
     }
 
     async fn touch_sessions(&self, touches: &[Touch]) -> Result<()> {

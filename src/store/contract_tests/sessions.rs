@@ -8,6 +8,7 @@ contract_tests!(
     a_session_is_read_with_its_user,
     touches_are_throttled_to_the_touch_interval,
     a_batch_of_touches_moves_each_session_it_names,
+    sessions_are_read_many_at_once_each_with_its_user,
 );
 
 async fn the_store_answers_pings(t: &TestStore) {
@@ -94,4 +95,21 @@ async fn a_batch_of_touches_moves_each_session_it_names(t: &TestStore) {
     assert_eq!(seen(b.session.id).await, T0 + 20);
     assert_eq!(seen(untouched.session.id).await, T0);
     t.touch_sessions(&[]).await.unwrap();
+}
+
+async fn sessions_are_read_many_at_once_each_with_its_user(t: &TestStore) {
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let record = t
+            .login(new_login(&wechat(&format!("o{i}"), None, "k"), T0, 0))
+            .await
+            .unwrap();
+        expected.push((record.session, record.user));
+    }
+    let mut ids: Vec<SessionId> = expected.iter().map(|(s, _)| s.id).collect();
+    ids.push(SessionId::random()); // unknown: left out
+    let mut found = t.sessions(&ids).await.unwrap();
+    found.sort_by_key(|(_, u)| u.openid.clone());
+    assert_eq!(found, expected);
+    assert_eq!(t.sessions(&[]).await.unwrap(), vec![]);
 }
