@@ -176,11 +176,11 @@ impl Store for PgStore {
         let user = upsert_user(&mut tx, &l).await?;
         let created = user.user_id == l.new_user_id;
         let user = match l.profile {
-            Some(p) => shared::postgres::set_profile_in(&mut tx, &user.user_id, p, l.now).await?,
+            Some(p) => set_profile_in(&mut tx, &user.user_id, p, l.now).await?,
             None => user,
         };
         let attached = match l.attach_to {
-            Some(id) => shared::postgres::attachable_session(&mut tx, id, &user.user_id, l.now).await?,
+            Some(id) => attachable_session(&mut tx, id, &user.user_id, l.now).await?,
             None => None,
         };
         // The upsert holds the user row's lock until commit, so concurrent
@@ -454,6 +454,47 @@ async fn insert_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<
     .bind(l.now)
     .bind(l.now.saturating_add(l.policy.lifetime_ms))
     .fetch_one(&mut **tx)
+    .await?;
+    Ok(row)
+}
+
+/// Stores verified profile data inside a login transaction.
+async fn set_profile_in(
+    conn: &mut sqlx::PgConnection,
+    user_id: &str,
+    profile: &Profile,
+    now: i64,
+) -> Result<UserRow> {
+    let user: UserRow = sqlx::query_as(&format!(
+        "UPDATE users SET nickname = COALESCE($2, nickname), avatar_url = COALESCE($3, avatar_url),
+             updated_at = $4
+         WHERE user_id = $1 RETURNING {USER_COLUMNS}"
+    ))
+    .bind(user_id)
+    .bind(&profile.nickname)
+    .bind(&profile.avatar_url)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(user)
+}
+
+/// A live session of the user, for BindPhone's login_code.
+async fn attachable_session(
+    conn: &mut sqlx::PgConnection,
+    id: SessionId,
+    user_id: &str,
+    now: i64,
+) -> Result<Option<SessionRow>> {
+    let row = sqlx::query_as(&format!(
+        "SELECT {} FROM sessions
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+        SESSION_COLUMNS
+    ))
+    .bind(id.to_hex())
+    .bind(user_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
     .await?;
     Ok(row)
 }

@@ -296,47 +296,6 @@ macro_rules! shared_statements {
             Ok(row.map(Into::into))
         }
 
-        /// Stores verified profile data inside a login transaction.
-        pub async fn set_profile_in(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            user_id: &str,
-            profile: &Profile,
-            now: i64,
-        ) -> Result<UserRow> {
-            let user: UserRow = sqlx::query_as(&format!(
-                "UPDATE users SET nickname = COALESCE($2, nickname), avatar_url = COALESCE($3, avatar_url),
-                     updated_at = $4
-                 WHERE user_id = $1 RETURNING {USER_COLUMNS}"
-            ))
-            .bind(user_id)
-            .bind(&profile.nickname)
-            .bind(&profile.avatar_url)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?;
-            Ok(user)
-        }
-
-        /// A live session of the user, for BindPhone's login_code.
-        pub async fn attachable_session(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            id: SessionId,
-            user_id: &str,
-            now: i64,
-        ) -> Result<Option<crate::store::rows::SessionRow>> {
-            let row = sqlx::query_as(&format!(
-                "SELECT {} FROM sessions
-                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
-                crate::store::rows::SESSION_COLUMNS
-            ))
-            .bind(id.to_hex())
-            .bind(user_id)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-            Ok(row)
-        }
-
         pub async fn plaintext_pending(pool: &Pool) -> Result<bool> {
             let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM plaintext_sealing")
                 .fetch_one(pool)

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{FromRow, Row, SqlitePool};
 
-use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
+use super::rows::ClaimRow;
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
@@ -195,101 +195,48 @@ impl Store for SqliteStore {
     }
 
     async fn login(&self, l: NewLogin<'_>) -> Result<LoginRecord> {
-        // The first statement writes, so the transaction takes SQLite's write
-        // lock at once: concurrent logins serialise here, which is what
-        // makes the login-window lookup below race-free.
-        let mut tx = self.writer.begin().await?;
-        // The session_key changed when its MAC did: two seals of one key
-        // never compare equal. The new seal is written either way, so every
-        // login re-seals the key under the current server key.
-        let user: UserRow = sqlx::query_as(&format!(
-            "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_mac, session_key_at,
-                            created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6, ?6)
-             ON CONFLICT (app_id, openid) DO UPDATE SET
-                 unionid = COALESCE(excluded.unionid, users.unionid),
-                 prev_session_key = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                         THEN users.prev_session_key ELSE users.session_key END,
-                 prev_replaced_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                         THEN users.prev_replaced_at ELSE excluded.session_key_at END,
-                 session_key_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                       THEN users.session_key_at ELSE excluded.session_key_at END,
-                 session_key = excluded.session_key,
-                 session_key_mac = excluded.session_key_mac,
-                 updated_at = excluded.updated_at
-             RETURNING {USER_COLUMNS}"
-        ))
-        .bind(&l.new_user_id)
-        .bind(l.app_id)
-        .bind(&l.wechat.openid)
-        .bind(&l.wechat.unionid)
-        .bind(l.wechat.session_key.as_str())
-        .bind(l.now)
-        .bind(l.session_key_mac)
-        .fetch_one(&mut *tx)
-        .await?;
-        let created = user.user_id == l.new_user_id;
-        let user = match l.profile {
-            Some(p) => shared::sqlite::set_profile_in(&mut tx, &user.user_id, p, l.now).await?,
-            None => user,
-        };
-        let attached = match l.attach_to {
-            Some(id) => shared::sqlite::attachable_session(&mut tx, id, &user.user_id, l.now).await?,
-            None => None,
-        };
-
-        let reusable: Option<SessionRow> = if attached.is_some() {
-            attached
-        } else if l.policy.login_window_ms > 0 && !created {
-            sqlx::query_as(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions
-                 WHERE user_id = ?1 AND revoked_at IS NULL AND created_at > ?2
-                   AND expires_at > ?3 AND last_seen_at > ?4
-                 ORDER BY created_at DESC LIMIT 1"
-            ))
-            .bind(&user.user_id)
-            .bind(l.now - l.policy.login_window_ms)
+        // One round trip to the writer's thread for the whole transaction
+        // (LOGIN_SQL): each statement sent on its own is a thread hand-off,
+        // and the single writer is what bounds logins per second.
+        let mut conn = Settling(Some(self.writer.acquire().await?));
+        let query = sqlx::query(&LOGIN_SQL)
+            .bind(&l.new_user_id)
+            .bind(l.app_id)
+            .bind(&l.wechat.openid)
+            .bind(&l.wechat.unionid)
+            .bind(l.wechat.session_key.as_str())
             .bind(l.now)
-            .bind(l.now - l.policy.idle_ms)
-            .fetch_optional(&mut *tx)
-            .await?
-        } else {
-            None
-        };
-        let session = match reusable {
-            Some(row) => row,
-            None => {
-                sqlx::query_as(&format!(
-                    "INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING {SESSION_COLUMNS}"
-                ))
-                .bind(l.new_session_id.to_hex())
-                .bind(&user.user_id)
-                .bind(l.app_id)
-                .bind(l.now)
-                .bind(l.now.saturating_add(l.policy.lifetime_ms))
-                .fetch_one(&mut *tx)
-                .await?
+            .bind(l.session_key_mac)
+            .bind(l.profile.is_some())
+            .bind(l.profile.and_then(|p| p.nickname.as_deref()))
+            .bind(l.profile.and_then(|p| p.avatar_url.as_deref()))
+            .bind(l.attach_to.map(|id| id.to_hex()))
+            .bind(l.policy.login_window_ms)
+            .bind(l.now.saturating_sub(l.policy.login_window_ms))
+            .bind(l.now.saturating_sub(l.policy.idle_ms))
+            .bind(l.new_session_id.to_hex())
+            .bind(l.now.saturating_add(l.policy.lifetime_ms))
+            .bind(l.code_hash);
+        // fetch_all, not fetch_optional: the statements after the SELECT
+        // (COMMIT) run only while the result is read to the end.
+        let rows = query.fetch_all(conn.get()).await;
+        let row = match rows {
+            Ok(rows) => {
+                conn.settled();
+                rows.into_iter().next()
+            }
+            Err(e) => {
+                conn.roll_back().await;
+                return Err(e.into());
             }
         };
-        if let Some(code_hash) = l.code_hash {
-            // Done: the session answers retries; WeChat's answer (with the
-            // session_key) is no longer needed here.
-            sqlx::query(
-                "UPDATE code_exchanges SET state = 'done', session_id = ?2, created = ?3,
-                     openid = NULL, unionid = NULL, session_key = NULL
-                 WHERE code_hash = ?1",
-            )
-            .bind(code_hash)
-            .bind(&session.id)
-            .bind(created)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        let row =
+            row.ok_or_else(|| crate::error::Error::internal(anyhow::anyhow!("login wrote no session")))?;
+        let created: bool = row.try_get("created")?;
+        let (session, user) = SessionUserRow::from_row(&row)?.into_domain()?;
         Ok(LoginRecord {
-            user: user.into(),
-            session: session.try_into()?,
+            user,
+            session,
             created,
         })
     }
@@ -461,5 +408,103 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+}
+
+/// A login as one transaction in one string; sqlx runs the statements in
+/// order on the writer's thread and binds `?N` by number in each.
+/// Parameters: ?1 new user id, ?2 app id, ?3 openid, ?4 unionid,
+/// ?5 sealed session_key, ?6 now, ?7 session_key MAC, ?8 profile given,
+/// ?9 nickname, ?10 avatar url, ?11 session to attach to, ?12 login window,
+/// ?13 window start, ?14 idle cutoff, ?15 new session id, ?16 its expiry,
+/// ?17 code hash.
+///
+/// `BEGIN IMMEDIATE` takes the write lock before anything is read, so the
+/// login-window lookup is race-free as before. The session is chosen the
+/// same way in every statement (`pick`): the live session to attach to,
+/// else (for a returning user) the newest reusable one in the login window,
+/// else the one this login inserts.
+static LOGIN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // Every statement names every parameter (`args`, otherwise unused):
+    // sqlx binds a statement's unnamed gaps positionally and stops at the
+    // first one past the end, which would leave later parameters NULL.
+    let args = "args AS (SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+    let pick = "me AS (SELECT user_id, user_id = ?1 AS created FROM users WHERE app_id = ?2 AND openid = ?3),
+         pick AS (SELECT COALESCE(
+             (SELECT s.id FROM sessions s, me
+              WHERE ?11 IS NOT NULL AND s.id = ?11 AND s.user_id = me.user_id
+                AND s.revoked_at IS NULL AND s.expires_at > ?6),
+             (SELECT s.id FROM sessions s, me
+              WHERE ?12 > 0 AND NOT me.created AND s.user_id = me.user_id AND s.revoked_at IS NULL
+                AND s.created_at > ?13 AND s.expires_at > ?6 AND s.last_seen_at > ?14
+              ORDER BY s.created_at DESC LIMIT 1)) AS id)";
+    format!(
+        "BEGIN IMMEDIATE;
+         -- The session_key changed when its MAC did: two seals of one key never
+         -- compare equal. The new seal is written either way, so every login
+         -- re-seals the key under the current server key.
+         INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_mac, session_key_at,
+                            created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6, ?6)
+         ON CONFLICT (app_id, openid) DO UPDATE SET
+             unionid = COALESCE(excluded.unionid, users.unionid),
+             prev_session_key = CASE WHEN users.session_key_mac = excluded.session_key_mac
+                                     THEN users.prev_session_key ELSE users.session_key END,
+             prev_replaced_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
+                                     THEN users.prev_replaced_at ELSE excluded.session_key_at END,
+             session_key_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
+                                   THEN users.session_key_at ELSE excluded.session_key_at END,
+             session_key = excluded.session_key,
+             session_key_mac = excluded.session_key_mac,
+             updated_at = excluded.updated_at;
+         WITH {args}
+         UPDATE users SET nickname = COALESCE(?9, nickname), avatar_url = COALESCE(?10, avatar_url)
+         WHERE ?8 AND app_id = ?2 AND openid = ?3;
+         WITH {args}, {pick}
+         INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
+         SELECT ?15, me.user_id, ?2, ?6, ?6, ?16 FROM me, pick WHERE pick.id IS NULL;
+         -- Done: the session answers retries; WeChat's answer (with the
+         -- session_key) is no longer needed here.
+         WITH {args}, {pick}
+         UPDATE code_exchanges SET state = 'done', session_id = COALESCE((SELECT id FROM pick), ?15),
+             created = (SELECT created FROM me), openid = NULL, unionid = NULL, session_key = NULL
+         WHERE ?17 IS NOT NULL AND code_hash = ?17;
+         WITH {args}, {pick}
+         SELECT {SESSION_USER_COLUMNS}, u.user_id = ?1 AS created
+         FROM sessions s JOIN users u ON u.user_id = s.user_id
+         WHERE s.id = COALESCE((SELECT id FROM pick), ?15);
+         COMMIT;"
+    )
+});
+
+/// The writer's connection while a [`LOGIN_SQL`] transaction may be open.
+/// Dropped unsettled (the caller went away mid-statement) the connection
+/// is closed, which rolls the transaction back, rather than returned to the
+/// pool inside it.
+struct Settling(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
+
+impl Settling {
+    fn get(&mut self) -> &mut sqlx::SqliteConnection {
+        self.0.as_mut().expect("connection held until settled")
+    }
+
+    /// The transaction committed: the connection may go back to the pool.
+    fn settled(&mut self) {
+        self.0.take();
+    }
+
+    /// A statement failed: roll back, or close the connection if even that fails.
+    async fn roll_back(&mut self) {
+        if sqlx::query("ROLLBACK").execute(self.get()).await.is_ok() {
+            self.settled();
+        }
+    }
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
     }
 }

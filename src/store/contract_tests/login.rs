@@ -14,6 +14,9 @@ contract_tests!(
     a_zero_window_creates_a_session_per_login,
     concurrent_first_logins_create_one_user_and_share_one_session,
     concurrent_first_logins_without_a_window_create_one_user,
+    a_login_stores_the_verified_profile_and_keeps_it_when_none_comes,
+    a_login_attaches_to_a_live_session_of_the_user_only,
+    logins_dropped_part_way_leave_the_store_whole_and_writable,
 );
 
 const WINDOW: i64 = 60_000;
@@ -176,4 +179,99 @@ async fn concurrent_first_logins_without_a_window_create_one_user(t: &TestStore)
     assert_eq!((created, users.len(), sessions.len()), (1, 1, 50));
     assert_eq!(t.count("users").await, 1);
     assert_eq!(t.count("sessions").await, 50);
+}
+
+async fn a_login_stores_the_verified_profile_and_keeps_it_when_none_comes(t: &TestStore) {
+    let answer = wechat("o1", None, "key-1");
+    let profile = crate::model::Profile {
+        nickname: Some("Band".into()),
+        avatar_url: Some("https://example.com/a.png".into()),
+    };
+    let mut login = new_login(&answer, T0, 0);
+    login.profile = Some(&profile);
+    let first = t.login(login).await.unwrap();
+    assert_eq!(first.user.nickname.as_deref(), Some("Band"));
+    assert_eq!(
+        first.user.avatar_url.as_deref(),
+        Some("https://example.com/a.png")
+    );
+    // A later login without user info keeps what was verified before.
+    let second = t.login(new_login(&answer, T0 + 1, 0)).await.unwrap();
+    assert_eq!(second.user.nickname.as_deref(), Some("Band"));
+    // A partial profile replaces only what it carries.
+    let nickname_only = crate::model::Profile {
+        nickname: Some("Band 2".into()),
+        avatar_url: None,
+    };
+    let mut login = new_login(&answer, T0 + 2, 0);
+    login.profile = Some(&nickname_only);
+    let third = t.login(login).await.unwrap();
+    assert_eq!(third.user.nickname.as_deref(), Some("Band 2"));
+    assert_eq!(
+        third.user.avatar_url.as_deref(),
+        Some("https://example.com/a.png")
+    );
+}
+
+async fn a_login_attaches_to_a_live_session_of_the_user_only(t: &TestStore) {
+    let mine = wechat("o1", None, "key-1");
+    let theirs = wechat("o2", None, "key-2");
+    let first = t.login(new_login(&mine, T0, 0)).await.unwrap();
+    let other = t.login(new_login(&theirs, T0, 0)).await.unwrap();
+
+    // Attached: the same session, even with no login window.
+    let mut login = new_login(&mine, T0 + 1_000, 0);
+    login.attach_to = Some(first.session.id);
+    let attached = t.login(login).await.unwrap();
+    assert_eq!(attached.session.id, first.session.id);
+
+    // Another user's session is never attached to.
+    let mut login = new_login(&mine, T0 + 2_000, 0);
+    login.attach_to = Some(other.session.id);
+    let fresh = t.login(login).await.unwrap();
+    assert_ne!(fresh.session.id, other.session.id);
+    assert_eq!(fresh.session.user_id, first.user.user_id);
+
+    // Nor a revoked one: a new session instead.
+    t.revoke_session(first.session.id, T0 + 3_000).await.unwrap();
+    let mut login = new_login(&mine, T0 + 4_000, 0);
+    login.attach_to = Some(first.session.id);
+    let after = t.login(login).await.unwrap();
+    assert_ne!(after.session.id, first.session.id);
+    assert_eq!(after.session.revoked_at, None);
+}
+
+/// A login whose caller goes away mid-transaction commits whole or not at
+/// all, and the store keeps committing later logins (SQLite's single
+/// writer connection is not left inside an open transaction).
+async fn logins_dropped_part_way_leave_the_store_whole_and_writable(t: &TestStore) {
+    let answers: Vec<_> = (0..40).map(|i| wechat(&format!("o{i}"), None, "key")).collect();
+    for (i, answer) in answers.iter().enumerate() {
+        let login = t.login(new_login(answer, T0, 0));
+        // Dropped after a varying number of polls: sometimes before the
+        // statements are sent, sometimes while they run.
+        let polls = i % 8;
+        let mut login = std::pin::pin!(login);
+        for _ in 0..polls {
+            if futures::poll!(login.as_mut()).is_ready() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    // Every user that exists has its session: nothing half-written.
+    let users = t.count("users").await;
+    let sessions = t.count("sessions").await;
+    assert_eq!(users, sessions, "a user without its session, or the reverse");
+    // And the store still commits: these logins are visible to a
+    // connection of its own.
+    for answer in &answers[..5] {
+        t.login(new_login(answer, T0 + 1, 0)).await.unwrap();
+    }
+    assert_eq!(t.count("sessions").await, sessions + 5, "later logins committed");
+    let users_after = t.count("users").await;
+    assert!(
+        (users.max(5)..=users + 5).contains(&users_after),
+        "{users} then {users_after} users"
+    );
 }
