@@ -123,8 +123,9 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_DATABASE_URL", default_value = "sqlite://wxauth.db")]
     pub database_url: String,
 
-    /// Most database connections this replica opens. With PostgreSQL, all
-    /// replicas together must stay below the server's `max_connections`.
+    /// Most database connections this replica opens for requests (with
+    /// PostgreSQL one more, for the change feed). All replicas together
+    /// must stay below the server's `max_connections`.
     #[arg(long, env = "WXAUTH_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub db_max_connections: u32,
 

@@ -76,7 +76,7 @@ pub struct TokenCache {
     entries: moka::sync::Cache<SessionId, Arc<Cached>>,
     /// Users invalidated recently, with when; entries cached before that
     /// are stale. Kept as long as an entry can live.
-    stale_users: moka::sync::Cache<String, Instant>,
+    stale_users: StaleUsers,
     /// When the newest user mark was made (nanoseconds after `epoch`): an
     /// entry cached after it needs no look into `stale_users`.
     last_user_mark: AtomicU64,
@@ -102,10 +102,7 @@ impl TokenCache {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
-            stale_users: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
+            stale_users: StaleUsers::new(STALE_USERS_CAPACITY, ttl),
             last_user_mark: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             fresh_until: AtomicU64::new(0),
@@ -129,11 +126,9 @@ impl TokenCache {
         if self.since_epoch(hit.cached_at) > self.last_user_mark.load(Ordering::Acquire) {
             return Some(hit);
         }
-        if let Some(stale_at) = self.stale_users.get(&hit.user.user_id) {
-            if stale_at >= hit.cached_at {
-                self.entries.invalidate(id);
-                return None;
-            }
+        if self.stale_users.is_stale(&hit.user.user_id, hit.cached_at) {
+            self.entries.invalidate(id);
+            return None;
         }
         Some(hit)
     }
@@ -185,7 +180,7 @@ impl TokenCache {
         let now = Instant::now();
         self.last_user_mark
             .fetch_max(self.since_epoch(now), Ordering::AcqRel);
-        self.stale_users.insert(user_id.to_owned(), now);
+        self.stale_users.mark(user_id, now);
     }
 
     fn since_epoch(&self, at: Instant) -> u64 {
@@ -229,6 +224,72 @@ impl TokenCache {
     }
 }
 
+/// How many user marks are kept before the oldest give way to one
+/// cache-wide mark (see [`StaleUsers`]).
+const STALE_USERS_CAPACITY: usize = 100_000;
+
+/// The users invalidated within the last `ttl` (as long as an entry lives),
+/// bounded in memory without ever forgetting a mark that still matters: a
+/// size-bounded cache would drop marks under a burst of logins and let
+/// stale entries answer. When full, marks older than `ttl` are pruned; if
+/// that frees nothing, every mark is folded into `floor`, which makes
+/// every entry cached before it stale (a cache-wide flush: more store
+/// reads, never a stale answer).
+struct StaleUsers {
+    marks: std::sync::RwLock<std::collections::HashMap<u64, Instant>>,
+    /// Entries cached at or before this are stale, whoever their user.
+    floor: std::sync::RwLock<Option<Instant>>,
+    capacity: usize,
+    ttl: Duration,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl StaleUsers {
+    fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            marks: Default::default(),
+            floor: Default::default(),
+            capacity,
+            ttl,
+            hasher: Default::default(),
+        }
+    }
+
+    /// Users are keyed by a hash of their id: a collision only marks
+    /// another user stale too, which costs a store read.
+    fn key(&self, user_id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(user_id)
+    }
+
+    fn mark(&self, user_id: &str, at: Instant) {
+        let key = self.key(user_id);
+        let mut marks = self.marks.write().unwrap_or_else(|e| e.into_inner());
+        if marks.len() >= self.capacity && !marks.contains_key(&key) {
+            let cutoff = at.checked_sub(self.ttl);
+            marks.retain(|_, marked| cutoff.is_none_or(|c| *marked > c));
+            if marks.len() >= self.capacity {
+                let newest = marks.values().copied().max().unwrap_or(at).max(at);
+                *self.floor.write().unwrap_or_else(|e| e.into_inner()) = Some(newest);
+                marks.clear();
+                return;
+            }
+        }
+        let entry = marks.entry(key).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+
+    /// Whether an entry of `user_id` cached at `cached_at` predates a mark.
+    fn is_stale(&self, user_id: &str, cached_at: Instant) -> bool {
+        let floor = *self.floor.read().unwrap_or_else(|e| e.into_inner());
+        if floor.is_some_and(|f| f >= cached_at) {
+            return true;
+        }
+        let marks = self.marks.read().unwrap_or_else(|e| e.into_inner());
+        marks.get(&self.key(user_id)).is_some_and(|m| *m >= cached_at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +324,41 @@ mod tests {
             c.no_other_writers();
         }
         c
+    }
+
+    #[test]
+    fn more_user_marks_than_the_capacity_lose_none() {
+        let stale = StaleUsers::new(10, Duration::from_secs(60));
+        let cached_at = Instant::now();
+        let users: Vec<String> = (0..35).map(|i| format!("usr_{i}")).collect();
+        for user in &users {
+            stale.mark(user, Instant::now());
+        }
+        for user in &users {
+            assert!(stale.is_stale(user, cached_at), "{user}'s mark was lost");
+        }
+        // Entries cached after the marks are not stale.
+        let later = Instant::now() + Duration::from_millis(1);
+        assert!(users.iter().all(|u| !stale.is_stale(u, later)));
+        // Nor are users never marked whose entries came after a flush.
+        assert!(!stale.is_stale("usr_never", later));
+    }
+
+    #[test]
+    fn old_user_marks_make_room_for_new_ones_without_a_flush() {
+        let ttl = Duration::from_millis(50);
+        let stale = StaleUsers::new(4, ttl);
+        let old_entry = Instant::now();
+        for i in 0..4 {
+            stale.mark(&format!("usr_old{i}"), Instant::now());
+        }
+        std::thread::sleep(ttl * 2);
+        stale.mark("usr_new", Instant::now());
+        // The old marks expired with the entries they guarded; no flush
+        // made an unmarked user's entry stale.
+        assert!(stale.floor.read().unwrap().is_none());
+        assert!(stale.is_stale("usr_new", old_entry));
+        assert!(!stale.is_stale("usr_other", old_entry));
     }
 
     #[test]

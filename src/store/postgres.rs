@@ -50,7 +50,9 @@ impl PgStore {
 
         let statement_timeout = settings.statement_timeout.as_millis().to_string();
         let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
+            // One more for the change feed, whose LISTEN holds its
+            // connection for good: requests keep all `max_connections`.
+            .max_connections(settings.max_connections.saturating_add(1))
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.options([("statement_timeout", statement_timeout)]))
             .await?;

@@ -20,8 +20,28 @@ use crate::helpers::{api_tests, assert_error, reason, TestApp};
 
 api_tests!(
     sqlite: [],
-    postgres: [a_database_outage_fails_fast_turns_health_not_serving_and_heals_without_a_restart],
+    postgres: [
+        a_database_outage_fails_fast_turns_health_not_serving_and_heals_without_a_restart,
+        one_connection_for_requests_still_serves_beside_the_change_feed,
+    ],
 );
+
+/// The change feed's LISTEN keeps a connection of its own: a pool of one
+/// for requests logs in, verifies (also from the cache, whose heartbeats
+/// go through the database) and revokes.
+async fn one_connection_for_requests_still_serves_beside_the_change_feed() {
+    let app = TestApp::spawn_with(|c| {
+        c.db_max_connections = 1;
+        c.db_acquire_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let login = app.login_new_user().await;
+    for _ in 0..3 {
+        app.verify(&login.session_token).await.unwrap();
+    }
+    app.revoke(&login.session_token, false).await.unwrap();
+    assert!(app.verify(&login.session_token).await.is_err());
+}
 
 async fn a_database_outage_fails_fast_turns_health_not_serving_and_heals_without_a_restart() {
     let proxy = DbProxy::start().await;
