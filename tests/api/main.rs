@@ -15,6 +15,7 @@ mod operability;
 mod outage;
 mod phone;
 mod pki;
+mod process;
 mod replicas;
 mod request_limits;
 mod secrets;
