@@ -21,6 +21,7 @@ mod request_limits;
 mod secrets;
 mod server;
 mod sessions;
+mod shutdown;
 mod user_info;
 mod verify;
 mod wechat_errors;
