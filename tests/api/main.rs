@@ -3,6 +3,7 @@
 //! on a PostgreSQL schema (see `helpers::api_tests!`).
 mod access_token;
 mod callers;
+mod crash;
 mod deploy;
 mod examples;
 mod helpers;
