@@ -276,6 +276,30 @@ pub struct SimControl {
 }
 
 impl SimControl {
+    pub fn new(base_url: String) -> Self {
+        Self {
+            base_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Codes for `count` brand-new users, in one call.
+    pub async fn new_codes(&self, count: usize) -> Vec<LoginResponse> {
+        #[derive(serde::Deserialize)]
+        struct Logins {
+            logins: Vec<LoginResponse>,
+        }
+        let r = self
+            .http
+            .post(format!("{}/sim/logins", self.base_url))
+            .json(&json!({ "count": count }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "sim logins failed");
+        r.json::<Logins>().await.unwrap().logins
+    }
+
     pub async fn login(&self, body: Value) -> LoginResponse {
         let r = self
             .http
@@ -459,10 +483,7 @@ impl TestApp {
                 .collect();
         }
         configure(&mut config);
-        let sim = SimControl {
-            base_url: simulator.base_url(),
-            http: reqwest::Client::new(),
-        };
+        let sim = SimControl::new(simulator.base_url());
         Self::start(config, clock, database, sim, Some(simulator)).await
     }
 

@@ -3,6 +3,7 @@
 //! on a PostgreSQL schema (see `helpers::api_tests!`).
 mod access_token;
 mod callers;
+mod crash;
 mod deploy;
 mod examples;
 mod helpers;
@@ -15,11 +16,13 @@ mod operability;
 mod outage;
 mod phone;
 mod pki;
+mod process;
 mod replicas;
 mod request_limits;
 mod secrets;
 mod server;
 mod sessions;
+mod shutdown;
 mod user_info;
 mod verify;
 mod wechat_errors;

@@ -13,11 +13,13 @@ use crate::helpers::{api_tests, assert_error, captured_logs, Backend, TestApp, A
 api_tests!(
     sqlite: [
         logs_of_every_flow_hold_no_session_key_secret_code_or_token,
+        logs_of_unreachable_wechat_bad_json_and_phone_flows_hold_no_secret,
         the_database_file_holds_no_raw_token,
         a_database_dump_after_every_flow_holds_no_session_key_or_access_token,
     ],
     postgres: [
         logs_of_every_flow_hold_no_session_key_secret_code_or_token,
+        logs_of_unreachable_wechat_bad_json_and_phone_flows_hold_no_secret,
         no_column_of_any_table_holds_a_raw_token,
         a_database_dump_after_every_flow_holds_no_session_key_or_access_token,
     ],
@@ -60,17 +62,106 @@ async fn logs_of_every_flow_hold_no_session_key_secret_code_or_token() {
     assert!(wrong.exchange(&user.code).await.is_err());
     secrets.extend([user.code, user.session_key, "wrong-secret-5e4d3c2b1a".into()]);
 
+    assert_logs_hold_none_of(&secrets);
+}
+
+/// The failures the test above does not reach (WeChat unreachable: a
+/// closed port, TLS spoken to a plain-HTTP server; JSON WeChat never
+/// sends) and the phone flows, by code (which fetches the access token)
+/// and by legacy payload, each succeeding and failing.
+async fn logs_of_unreachable_wechat_bad_json_and_phone_flows_hold_no_secret() {
+    let app = TestApp::spawn().await;
+    let mut secrets = vec![
+        APP_SECRET.to_owned(),
+        app.config.server_key.clone().unwrap().expose().clone(),
+    ];
+
+    let refused = format!("http://{}", closed_port());
+    let not_tls = app.sim.base_url.replacen("http://", "https://", 1);
+    for base_url in [refused, not_tls] {
+        let unreachable = TestApp::spawn_with(|c| c.wechat_base_url = base_url).await;
+        let user = unreachable.sim.new_code().await;
+        let result = unreachable.exchange(&user.code).await;
+        assert_error(result, Code::Unavailable, "WECHAT_UNAVAILABLE");
+        let result = unreachable.access_token("").await;
+        assert_error(result, Code::Unavailable, "WECHAT_UNAVAILABLE");
+        secrets.extend([user.code, user.session_key]);
+    }
+
+    // Bad JSON that holds a secret-looking value: the body is never logged.
+    let leaked = "bad-json-session-key-c3VwZXJzZWNyZXQ=";
+    let bad_json = format!(r#"{{"session_key": "{leaked}", "openid": "#);
+    let user = app.sim.new_code().await;
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "body": bad_json, "times": 1}))
+        .await;
+    assert_error(app.exchange(&user.code).await, Code::Internal, "INTERNAL");
+    secrets.extend([user.code, user.session_key, leaked.to_owned()]);
+
+    let login = app.sim.new_code().await;
+    let token = app.exchange(&login.code).await.unwrap().session_token;
+    let phone = |number: &str| {
+        app.sim
+            .phone(json!({ "openid": login.openid, "phone_number": number }))
+    };
+    // By code: the access token fetch, then a success, a WeChat errcode and bad JSON.
+    let by_code = phone("13580001111").await;
+    app.bind_code(&token, &by_code.phone_code).await.unwrap();
+    let access_token = app.access_token("").await.unwrap().access_token;
+    for fault in [
+        json!({"endpoint": "getuserphonenumber", "errcode": 40029, "times": 1}),
+        json!({"endpoint": "getuserphonenumber", "body": bad_json, "times": 1}),
+    ] {
+        let refused = phone("13580002222").await;
+        app.sim.fault(fault).await;
+        assert!(app.bind_code(&token, &refused.phone_code).await.is_err());
+        secrets.push(refused.phone_code);
+    }
+    // By legacy payload: a success, then a tampered one.
+    let payload = phone("13580003333").await;
+    app.bind_encrypted(&token, &payload, "").await.unwrap();
+    let mut tampered = phone("13580004444").await;
+    tampered.encrypted_data = flip_first_char(&tampered.encrypted_data);
+    assert!(app.bind_encrypted(&token, &tampered, "").await.is_err());
+    // After a rotation the stored key is stale: a fresh login code fixes it.
+    let rotated = app.sim.rotate(&login.openid).await;
+    let stale = phone("13580005555").await;
+    assert!(app.bind_encrypted(&token, &stale, "").await.is_err());
+    let login_code = app.sim.code_for(&login.openid).await.code;
+    app.bind_encrypted(&token, &stale, &login_code).await.unwrap();
+    secrets.extend([login.code, login.session_key, token, access_token, rotated]);
+    secrets.extend([by_code.phone_code, payload.phone_code, login_code]);
+
+    assert_logs_hold_none_of(&secrets);
+}
+
+/// Asserts that no log line captured so far holds any of `secrets`, raw or
+/// URL-encoded.
+fn assert_logs_hold_none_of(secrets: &[String]) {
     let logs = captured_logs();
     assert!(
         logs.contains("retrying WeChat call"),
         "the capture works at TRACE"
     );
-    for secret in &secrets {
+    for secret in secrets {
         assert!(!logs.contains(secret.as_str()), "a log line holds a secret");
         // URL-encoded forms too (a session_key has '+', '/' and '=').
         let encoded = secret.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
         assert!(!logs.contains(&encoded), "a log line holds an encoded secret");
     }
+}
+
+/// A port nothing listens on: connections to it are refused.
+fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// The same base64 with its first character changed: still decodable,
+/// no longer the payload WeChat encrypted.
+fn flip_first_char(b64: &str) -> String {
+    let first = if b64.starts_with('A') { "B" } else { "A" };
+    format!("{first}{}", &b64[1..])
 }
 
 async fn the_database_file_holds_no_raw_token() {

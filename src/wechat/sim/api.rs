@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::{
     body::Bytes,
     extract::{Query, State},
-    http::StatusCode,
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -21,8 +21,8 @@ use super::state::{Code2Session, SimState};
 
 type Sim = State<Arc<SimState>>;
 
-/// Applies an armed fault: waits, then answers with the fault's HTTP status
-/// or errcode. `None` means: go on and answer normally.
+/// Applies an armed fault: waits, then answers with the fault's HTTP status,
+/// errcode or body. `None` means: go on and answer normally.
 async fn apply_fault(state: &SimState, endpoint: &str) -> Option<Response> {
     let fault = state.record_call(endpoint)?;
     if let Some(ms) = fault.delay_ms {
@@ -31,6 +31,10 @@ async fn apply_fault(state: &SimState, endpoint: &str) -> Option<Response> {
     if let Some(status) = fault.http_status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return Some((status, "simulated failure").into_response());
+    }
+    if let Some(body) = fault.body {
+        // As WeChat labels some answers: JSON, whatever the body is.
+        return Some(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
     fault.errcode.map(error_body)
 }

@@ -15,13 +15,15 @@ pub const ENDPOINTS: &[&str] = &[
 ];
 
 /// A fault armed by `POST /sim/faults`: the next `times` calls of
-/// `endpoint` wait `delay_ms`, then answer `http_status` or `errcode`.
-#[derive(Debug, Clone, Deserialize)]
+/// `endpoint` wait `delay_ms`, then answer `http_status`, `errcode` or
+/// `body` (sent as is with HTTP 200, e.g. malformed JSON).
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Fault {
     pub endpoint: String,
     pub errcode: Option<i64>,
     pub http_status: Option<u16>,
     pub delay_ms: Option<u64>,
+    pub body: Option<String>,
     pub times: u32,
 }
 
@@ -76,9 +78,8 @@ mod tests {
         s.add_fault(Fault {
             endpoint: "getuserphonenumber".into(),
             errcode: Some(-1),
-            http_status: None,
-            delay_ms: None,
             times: 2,
+            ..Default::default()
         })
         .unwrap();
         assert!(s.record_call("getuserphonenumber").is_some());
@@ -94,9 +95,8 @@ mod tests {
         let fault = Fault {
             endpoint: "getuserinfo".into(),
             errcode: Some(-1),
-            http_status: None,
-            delay_ms: None,
             times: 1,
+            ..Default::default()
         };
         assert!(s.add_fault(fault).is_err());
     }

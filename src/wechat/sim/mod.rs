@@ -47,6 +47,9 @@ pub use session_key::{RotateRequest, RotateResponse, SignedQuery};
 pub use state::{Code2Session, LoginRequest, LoginResponse, SimState, CODE_TTL_MS};
 pub use tokens::{IssuedToken, FORCE_DAILY_LIMIT, FORCE_INTERVAL_MS, RENEW_WINDOW_MS, TOKEN_TTL_MS};
 
+/// How long [`Simulator::stop`] waits for calls in flight.
+pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A running simulator; dropping it does not stop it, call [`Simulator::stop`].
 pub struct Simulator {
     addr: SocketAddr,
@@ -80,9 +83,15 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
-    pub async fn stop(self) {
+    /// Stops accepting, lets answers being written finish, and cuts calls
+    /// a `delay_ms` fault still holds after [`STOP_WAIT`]: a delayed call
+    /// must not keep the simulator (and a wxauth that runs it, past its
+    /// shutdown grace) from stopping.
+    pub async fn stop(mut self) {
         let _ = self.stop.send(());
-        let _ = self.task.await;
+        if tokio::time::timeout(STOP_WAIT, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 
