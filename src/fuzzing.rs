@@ -208,3 +208,60 @@ fn assert_ciphertext(data: &[u8]) {
 
 #[cfg(test)]
 mod properties;
+
+/// The fuzz smoke every `cargo test` runs: each target's kept corpus
+/// (`fuzz/corpus/<target>/`, found by earlier fuzzing runs) replayed
+/// through its entry point, so an input that once found a bug, or reached
+/// a rare branch, keeps being checked without a nightly toolchain.
+#[cfg(test)]
+mod corpus_replay {
+    use std::path::Path;
+
+    fn replay(target: &str, check: fn(&[u8])) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        let inputs = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut count = 0;
+        for entry in inputs {
+            let path = entry.unwrap().path();
+            let input = std::fs::read(&path).unwrap();
+            let outcome = std::panic::catch_unwind(|| check(&input));
+            assert!(
+                outcome.is_ok(),
+                "fuzz target {target} fails on {}",
+                path.display()
+            );
+            count += 1;
+        }
+        assert!(
+            count >= 10,
+            "the {target} corpus holds {count} inputs: was it lost?"
+        );
+    }
+
+    #[test]
+    fn the_token_corpus_passes() {
+        replay("token", super::token);
+    }
+
+    #[test]
+    fn the_decrypt_corpus_passes() {
+        replay("decrypt", super::decrypt);
+    }
+
+    #[test]
+    fn the_payload_corpus_passes() {
+        replay("payload", super::payload);
+    }
+
+    #[test]
+    fn the_wechat_response_corpus_passes() {
+        replay("wechat_response", super::wechat_response);
+    }
+
+    #[test]
+    fn the_request_corpus_passes() {
+        replay("request", super::request);
+    }
+}
