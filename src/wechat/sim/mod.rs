@@ -65,6 +65,10 @@ impl Simulator {
         let state = Arc::new(SimState::new(clock, apps));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // Nagle off, as a real HTTP server would: see `app::nodelay`.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });
