@@ -241,27 +241,17 @@ mod corpus_replay {
     }
 
     #[test]
-    fn the_token_corpus_passes() {
-        replay("token", super::token);
-    }
-
-    #[test]
-    fn the_decrypt_corpus_passes() {
-        replay("decrypt", super::decrypt);
-    }
-
-    #[test]
-    fn the_payload_corpus_passes() {
-        replay("payload", super::payload);
-    }
-
-    #[test]
-    fn the_wechat_response_corpus_passes() {
-        replay("wechat_response", super::wechat_response);
-    }
-
-    #[test]
-    fn the_request_corpus_passes() {
-        replay("request", super::request);
+    fn the_kept_corpus_of_every_fuzz_target_passes() {
+        type Check = fn(&[u8]);
+        let targets: [(&str, Check); 5] = [
+            ("token", super::token),
+            ("decrypt", super::decrypt),
+            ("payload", super::payload),
+            ("wechat_response", super::wechat_response),
+            ("request", super::request),
+        ];
+        for (target, check) in targets {
+            replay(target, check);
+        }
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, USER_COLUMNS};
+use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
@@ -178,7 +178,7 @@ impl Store for PgStore {
         let user = upsert_user(&mut tx, &l).await?;
         let created = user.user_id == l.new_user_id;
         let user = match l.profile {
-            Some(p) => set_profile_in(&mut tx, &user.user_id, p, l.now).await?,
+            Some(p) => shared::postgres::set_profile_row(&mut *tx, &user.user_id, p, l.now).await?,
             None => user,
         };
         let attached = match l.attach_to {
@@ -403,17 +403,7 @@ async fn upsert_user(tx: &mut Tx, l: &NewLogin<'_>) -> Result<UserRow> {
         "INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_mac, session_key_at,
                             created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $7, $6, $6, $6)
-         ON CONFLICT (app_id, openid) DO UPDATE SET
-             unionid = COALESCE(excluded.unionid, users.unionid),
-             prev_session_key = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                     THEN users.prev_session_key ELSE users.session_key END,
-             prev_replaced_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                     THEN users.prev_replaced_at ELSE excluded.session_key_at END,
-             session_key_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                   THEN users.session_key_at ELSE excluded.session_key_at END,
-             session_key = excluded.session_key,
-             session_key_mac = excluded.session_key_mac,
-             updated_at = excluded.updated_at
+         {UPSERT_USER}
          RETURNING {USER_COLUMNS}"
     ))
     .bind(&l.new_user_id)
@@ -458,27 +448,6 @@ async fn insert_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<
     .fetch_one(&mut **tx)
     .await?;
     Ok(row)
-}
-
-/// Stores verified profile data inside a login transaction.
-async fn set_profile_in(
-    conn: &mut sqlx::PgConnection,
-    user_id: &str,
-    profile: &Profile,
-    now: i64,
-) -> Result<UserRow> {
-    let user: UserRow = sqlx::query_as(&format!(
-        "UPDATE users SET nickname = COALESCE($2, nickname), avatar_url = COALESCE($3, avatar_url),
-             updated_at = $4
-         WHERE user_id = $1 RETURNING {USER_COLUMNS}"
-    ))
-    .bind(user_id)
-    .bind(&profile.nickname)
-    .bind(&profile.avatar_url)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(user)
 }
 
 /// A live session of the user, for BindPhone's login_code.

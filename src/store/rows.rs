@@ -9,6 +9,21 @@ use crate::error::{Error, Result};
 use crate::model::{Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User};
 use crate::secret::Secret;
 
+/// What a login's user upsert changes on a known user, in both dialects:
+/// the unionid when WeChat sent one, and the session_key, with the one it
+/// replaced kept beside it when the key changed (its MAC differs).
+pub(super) const UPSERT_USER: &str = "ON CONFLICT (app_id, openid) DO UPDATE SET
+     unionid = COALESCE(excluded.unionid, users.unionid),
+     prev_session_key = CASE WHEN users.session_key_mac = excluded.session_key_mac
+                             THEN users.prev_session_key ELSE users.session_key END,
+     prev_replaced_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
+                             THEN users.prev_replaced_at ELSE excluded.session_key_at END,
+     session_key_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
+                           THEN users.session_key_at ELSE excluded.session_key_at END,
+     session_key = excluded.session_key,
+     session_key_mac = excluded.session_key_mac,
+     updated_at = excluded.updated_at";
+
 pub(super) const USER_COLUMNS: &str =
     "user_id, app_id, openid, unionid, phone_number, country_code, created_at, nickname, avatar_url";
 pub(super) const SESSION_COLUMNS: &str =

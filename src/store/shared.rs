@@ -81,6 +81,14 @@ macro_rules! shared_statements {
         }
 
         pub async fn set_profile(pool: &Pool, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
+            Ok(set_profile_row(pool, user_id, profile, now).await?.into())
+        }
+
+        /// Stores verified profile data, on a pool or inside a transaction.
+        pub async fn set_profile_row<'e, E>(executor: E, user_id: &str, profile: &Profile, now: i64) -> Result<UserRow>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
             let user: UserRow = sqlx::query_as(&format!(
                 "UPDATE users SET nickname = COALESCE($2, nickname), avatar_url = COALESCE($3, avatar_url),
                      updated_at = $4
@@ -90,9 +98,9 @@ macro_rules! shared_statements {
             .bind(&profile.nickname)
             .bind(&profile.avatar_url)
             .bind(now)
-            .fetch_one(pool)
+            .fetch_one(executor)
             .await?;
-            Ok(user.into())
+            Ok(user)
         }
 
         pub async fn revoke_session(pool: &Pool, id: SessionId, now: i64) -> Result<u64> {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, Row, SqlitePool};
 
-use super::rows::ClaimRow;
+use super::rows::{ClaimRow, UPSERT_USER};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
@@ -446,17 +446,7 @@ static LOGIN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          INSERT INTO users (user_id, app_id, openid, unionid, session_key, session_key_mac, session_key_at,
                             created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6, ?6)
-         ON CONFLICT (app_id, openid) DO UPDATE SET
-             unionid = COALESCE(excluded.unionid, users.unionid),
-             prev_session_key = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                     THEN users.prev_session_key ELSE users.session_key END,
-             prev_replaced_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                     THEN users.prev_replaced_at ELSE excluded.session_key_at END,
-             session_key_at = CASE WHEN users.session_key_mac = excluded.session_key_mac
-                                   THEN users.session_key_at ELSE excluded.session_key_at END,
-             session_key = excluded.session_key,
-             session_key_mac = excluded.session_key_mac,
-             updated_at = excluded.updated_at;
+         {UPSERT_USER};
          WITH {args}
          UPDATE users SET nickname = COALESCE(?9, nickname), avatar_url = COALESCE(?10, avatar_url)
          WHERE ?8 AND app_id = ?2 AND openid = ?3;
