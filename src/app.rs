@@ -412,7 +412,6 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, data)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
 /// Accepted connections with Nagle's algorithm off: a unary answer is a
 /// few small HTTP/2 frames, and without TCP_NODELAY the last of them can
 /// wait for the client's delayed ACK (~40 ms on Linux) under load.
@@ -429,6 +428,7 @@ fn nodelay(
     })
 }
 
+/// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

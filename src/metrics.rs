@@ -34,19 +34,17 @@ pub fn handle() -> &'static PrometheusHandle {
 /// Metric handles by their labels, registered once: recording through a
 /// handle is an atomic add, where the macros would build and look up the
 /// key on every call (they are on the path of every RPC).
-struct Handles<K, H>(RwLock<HashMap<K, H, RandomStateless>>);
-
-impl<K: std::hash::Hash + Eq + Copy, H: Clone> Handles<K, H> {
-    const fn new() -> Self {
-        Self(RwLock::new(HashMap::with_hasher(RandomStateless::new())))
-    }
-}
+struct Handles<K, H>(RwLock<HashMap<K, H, FixedHasher>>);
 
 // `HashMap::new` is not const; a fixed hasher is fine for a handful of
 // static labels chosen by wxauth, never by a caller.
-type RandomStateless = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+type FixedHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
 impl<K: std::hash::Hash + Eq + Copy, H: Clone> Handles<K, H> {
+    const fn new() -> Self {
+        Self(RwLock::new(HashMap::with_hasher(FixedHasher::new())))
+    }
+
     fn get(&self, key: K, register: impl FnOnce() -> H) -> H {
         if let Some(h) = self.0.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return h.clone();
