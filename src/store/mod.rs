@@ -29,6 +29,16 @@ use crate::token_cache::ChangeSink;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// A background task of a store, stopped when the store is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Connection pool limits, from the `--db-*` options. Defaults suit one
 /// replica of a small service.
 #[derive(Clone, Copy, Debug)]

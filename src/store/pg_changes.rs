@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
+use super::AbortOnDrop;
+
 use crate::crypto::{random_bytes, SessionId};
 use crate::token_cache::{Change, ChangeSink};
 
@@ -83,14 +85,6 @@ async fn heartbeats(pool: PgPool, replica: String, epoch: Instant) {
         // A beat that cannot go out is simply missing: the cache stops
         // answering once the last one is older than its bound.
         let _ = tokio::time::timeout(HEARTBEAT * 4, beat).await;
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

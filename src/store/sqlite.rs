@@ -8,6 +8,7 @@
 //! writer. The busy timeout remains for other processes (an operator's
 //! `sqlite3` shell, a backup).
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +37,8 @@ pub struct SqliteStore {
     /// Writes: one connection (the same pool as `pool` for in-memory databases).
     writer: SqlitePool,
     memory: bool,
+    /// The background checkpoints, stopped with the last clone of the store.
+    _checkpoints: Option<Arc<super::AbortOnDrop>>,
 }
 
 impl SqliteStore {
@@ -64,10 +67,49 @@ impl SqliteStore {
         let writer = if memory {
             pool.clone()
         } else {
+            // SQLite checkpoints on the connection whose commit fills the
+            // WAL, so with its default (1,000 pages, a few times a second
+            // under a login rush) the single writer stalls on a checkpoint
+            // while every write queues behind it. `checkpoints` copies
+            // frames back from a reader connection instead, beside the
+            // writer; the writer's own checkpoint remains as the bound on
+            // the WAL's size, and finds little left to copy.
+            let options = options.pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string());
             pool_options(settings, 1, memory).connect_with(options).await?
         };
         MIGRATOR.run(&writer).await?;
-        Ok(Self { pool, writer, memory })
+        let _checkpoints =
+            (!memory).then(|| Arc::new(super::AbortOnDrop(tokio::spawn(checkpoints(pool.clone())))));
+        Ok(Self {
+            pool,
+            writer,
+            memory,
+            _checkpoints,
+        })
+    }
+}
+
+/// WAL pages after which the writer checkpoints itself (SQLite's default
+/// is 1,000); see [`checkpoints`].
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+/// How often a reader connection copies the WAL back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Passive checkpoints from the readers' pool until it closes: they never
+/// block the writer, and keep the writer's own checkpoints short.
+async fn checkpoints(readers: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !readers.is_closed() {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&readers)
+            .await
+        {
+            if !readers.is_closed() {
+                tracing::debug!(error = %e, "background checkpoint failed");
+            }
+        }
     }
 }
 
@@ -496,5 +538,55 @@ impl Drop for Settling {
         if let Some(mut conn) = self.0.take() {
             conn.close_on_drop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+
+    use super::super::contract_tests::{new_login, wechat};
+    use super::super::{PoolSettings, Store};
+    use super::SqliteStore;
+
+    /// Committed logins reach the database file itself, not only the WAL,
+    /// long before the writer's own checkpoint threshold: the background
+    /// checkpoints copy them back.
+    #[tokio::test]
+    async fn logins_are_checkpointed_into_the_database_file_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wxauth.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()), &PoolSettings::default())
+            .await
+            .unwrap();
+        let answers: Vec<_> = (0..200).map(|i| wechat(&format!("o{i}"), None, "key")).collect();
+        for answer in &answers {
+            store.login(new_login(answer, 1_000, 0)).await.unwrap();
+        }
+        // `immutable` reads the database file alone, ignoring the WAL.
+        let file_only = SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true)
+            .immutable(true);
+        let in_file = async {
+            loop {
+                let mut conn = file_only.connect().await.unwrap();
+                let users: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM users")
+                    .fetch_one(&mut conn)
+                    .await;
+                conn.close().await.unwrap();
+                if users.is_ok_and(|(n,)| n == 200) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        // A guard against a hang, not a timing assertion.
+        tokio::time::timeout(Duration::from_secs(20), in_file)
+            .await
+            .expect("the logins never reached the database file");
     }
 }
