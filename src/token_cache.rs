@@ -236,19 +236,25 @@ const STALE_USERS_CAPACITY: usize = 100_000;
 /// every entry cached before it stale (a cache-wide flush: more store
 /// reads, never a stale answer).
 struct StaleUsers {
-    marks: std::sync::RwLock<std::collections::HashMap<u64, Instant>>,
-    /// Entries cached at or before this are stale, whoever their user.
-    floor: std::sync::RwLock<Option<Instant>>,
+    /// One lock for the marks and the floor, so that a lookup never sees
+    /// the marks cleared without the floor that replaced them.
+    marks: std::sync::RwLock<Marks>,
     capacity: usize,
     ttl: Duration,
     hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Default)]
+struct Marks {
+    by_user: std::collections::HashMap<u64, Instant>,
+    /// Entries cached at or before this are stale, whoever their user.
+    floor: Option<Instant>,
 }
 
 impl StaleUsers {
     fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
             marks: Default::default(),
-            floor: Default::default(),
             capacity,
             ttl,
             hasher: Default::default(),
@@ -265,28 +271,27 @@ impl StaleUsers {
     fn mark(&self, user_id: &str, at: Instant) {
         let key = self.key(user_id);
         let mut marks = self.marks.write().unwrap_or_else(|e| e.into_inner());
-        if marks.len() >= self.capacity && !marks.contains_key(&key) {
+        let Marks { by_user, floor } = &mut *marks;
+        if by_user.len() >= self.capacity && !by_user.contains_key(&key) {
             let cutoff = at.checked_sub(self.ttl);
-            marks.retain(|_, marked| cutoff.is_none_or(|c| *marked > c));
-            if marks.len() >= self.capacity {
-                let newest = marks.values().copied().max().unwrap_or(at).max(at);
-                *self.floor.write().unwrap_or_else(|e| e.into_inner()) = Some(newest);
-                marks.clear();
+            by_user.retain(|_, marked| cutoff.is_none_or(|c| *marked > c));
+            if by_user.len() >= self.capacity {
+                let newest = by_user.values().copied().max().unwrap_or(at).max(at);
+                *floor = Some(floor.map_or(newest, |f| f.max(newest)));
+                by_user.clear();
                 return;
             }
         }
-        let entry = marks.entry(key).or_insert(at);
+        let entry = by_user.entry(key).or_insert(at);
         *entry = (*entry).max(at);
     }
 
     /// Whether an entry of `user_id` cached at `cached_at` predates a mark.
     fn is_stale(&self, user_id: &str, cached_at: Instant) -> bool {
-        let floor = *self.floor.read().unwrap_or_else(|e| e.into_inner());
-        if floor.is_some_and(|f| f >= cached_at) {
-            return true;
-        }
+        let key = self.key(user_id);
         let marks = self.marks.read().unwrap_or_else(|e| e.into_inner());
-        marks.get(&self.key(user_id)).is_some_and(|m| *m >= cached_at)
+        marks.floor.is_some_and(|f| f >= cached_at)
+            || marks.by_user.get(&key).is_some_and(|m| *m >= cached_at)
     }
 }
 
@@ -356,7 +361,7 @@ mod tests {
         stale.mark("usr_new", Instant::now());
         // The old marks expired with the entries they guarded; no flush
         // made an unmarked user's entry stale.
-        assert!(stale.floor.read().unwrap().is_none());
+        assert!(stale.marks.read().unwrap().floor.is_none());
         assert!(stale.is_stale("usr_new", old_entry));
         assert!(!stale.is_stale("usr_other", old_entry));
     }

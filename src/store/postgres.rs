@@ -458,9 +458,8 @@ async fn attachable_session(
     now: i64,
 ) -> Result<Option<SessionRow>> {
     let row = sqlx::query_as(&format!(
-        "SELECT {} FROM sessions
-         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
-        SESSION_COLUMNS
+        "SELECT {SESSION_COLUMNS} FROM sessions
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3"
     ))
     .bind(id.to_hex())
     .bind(user_id)
