@@ -103,7 +103,7 @@ async fn phone(
     // Neither given: wxauth answers INVALID_ARGUMENT naming the field.
     let source = match (body.phone_code, body.encrypted_data, body.iv) {
         (Some(code), _, _) => Some(Source::PhoneCode(code)),
-        (None, Some(encrypted_data), iv) => Some(Source::Encrypted(EncryptedPhone {
+        (None, Some(encrypted_data), iv) => Some(Source::EncryptedPhone(EncryptedPhone {
             encrypted_data,
             iv: iv.unwrap_or_default(),
         })),

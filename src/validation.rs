@@ -2,7 +2,7 @@
 //! whole request against them before the domain sees it, so before any I/O
 //! (database, WeChat) and before any crypto. A violation is
 //! INVALID_ARGUMENT with a `google.rpc.BadRequest` naming the field by its
-//! path in the request message (`encrypted.iv`, `user_info.raw_data`).
+//! path in the request message (`encrypted_phone.iv`, `user_info.raw_data`).
 //!
 //! The limits are generous multiples of what WeChat really sends: they are
 //! there to refuse junk cheaply, not to second-guess WeChat's formats.
@@ -127,8 +127,8 @@ mod tests {
     use super::*;
 
     const FIELDS: CipherFields = CipherFields {
-        data: "encrypted.encrypted_data",
-        iv: "encrypted.iv",
+        data: "encrypted_phone.encrypted_data",
+        iv: "encrypted_phone.iv",
     };
 
     fn field_of<T: std::fmt::Debug>(result: Result<T>) -> &'static str {

@@ -26,6 +26,8 @@ pub fn user_to_proto(u: User) -> pb::User {
 
 pub fn session_check(check: SessionCheck) -> pb::CheckSessionResponse {
     use pb::check_session_response::Action;
+    // Every check maps to a set action: Action::Unspecified is what an unset
+    // field reads as, so the server never sends it.
     let action = match check.action {
         SessionAction::None => Action::None,
         SessionAction::RefreshSessionKey => Action::RefreshSessionKey,

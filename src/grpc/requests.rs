@@ -32,11 +32,6 @@ const ENCRYPTED_PHONE: CipherFields = CipherFields {
     iv: "encrypted_phone.iv",
 };
 
-const ENCRYPTED: CipherFields = CipherFields {
-    data: "encrypted.encrypted_data",
-    iv: "encrypted.iv",
-};
-
 pub fn exchange_code(req: pb::ExchangeCodeRequest) -> Result<Exchange> {
     use pb::exchange_code_request::Phone;
     validation::code("code", &req.code)?;
@@ -67,8 +62,13 @@ pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
     use pb::bind_phone_request::Source;
     session_token(&req.session_token)?;
     let source = match req.source {
-        None => return Err(Error::invalid("source", "encrypted or phone_code is required")),
-        Some(Source::Encrypted(e)) => PhoneSource::encrypted(ENCRYPTED, &e.encrypted_data, &e.iv)?,
+        None => {
+            return Err(Error::invalid(
+                "source",
+                "encrypted_phone or phone_code is required",
+            ))
+        }
+        Some(Source::EncryptedPhone(e)) => PhoneSource::encrypted(ENCRYPTED_PHONE, &e.encrypted_data, &e.iv)?,
         Some(Source::PhoneCode(code)) => PhoneSource::code("phone_code", &code)?,
     };
     let login_code = Some(req.login_code).filter(|c| !c.is_empty());

@@ -654,7 +654,7 @@ impl TestApp {
     ) -> Result<BindPhoneResponse, tonic::Status> {
         self.bind(BindPhoneRequest {
             session_token: token.into(),
-            source: Some(Source::Encrypted(EncryptedPhone {
+            source: Some(Source::EncryptedPhone(EncryptedPhone {
                 encrypted_data: phone.encrypted_data.clone(),
                 iv: phone.iv.clone(),
             })),

@@ -176,18 +176,18 @@ async fn one_oversized_field_of_any_request_is_named_and_sends_nothing() {
         ),
         ("login_code", bind(&|r| r.login_code = over(limits::CODE_MAX))),
         (
-            "encrypted.encrypted_data",
+            "encrypted_phone.encrypted_data",
             bind(&|r| {
-                r.source = Some(Source::Encrypted(EncryptedPhone {
+                r.source = Some(Source::EncryptedPhone(EncryptedPhone {
                     encrypted_data: base64_over(limits::ENCRYPTED_DATA_MAX),
                     ..encrypted.clone()
                 }))
             }),
         ),
         (
-            "encrypted.iv",
+            "encrypted_phone.iv",
             bind(&|r| {
-                r.source = Some(Source::Encrypted(EncryptedPhone {
+                r.source = Some(Source::EncryptedPhone(EncryptedPhone {
                     iv: base64_over(limits::IV_MAX),
                     ..encrypted.clone()
                 }))
