@@ -15,5 +15,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // sqlx::migrate! embeds the migration files but cannot tell Cargo to
     // watch the directories, so a new migration would go unnoticed.
     println!("cargo:rerun-if-changed=migrations");
+    postgres_tests_cfg();
     Ok(())
+}
+
+/// Sets `cfg(wxauth_pg)` when the PostgreSQL tests can run, so that without a
+/// database they are marked ignored (`#[cfg_attr(not(wxauth_pg), ignore)]`)
+/// and the count says so, instead of returning early and passing. Under
+/// `CI=true` they always run: without the URL they fail (store::testing).
+fn postgres_tests_cfg() {
+    println!("cargo::rustc-check-cfg=cfg(wxauth_pg)");
+    println!("cargo:rerun-if-env-changed=WXAUTH_TEST_DATABASE_URL");
+    println!("cargo:rerun-if-env-changed=CI");
+    let url_set = env::var_os("WXAUTH_TEST_DATABASE_URL").is_some_and(|v| !v.is_empty());
+    let ci = env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    if url_set || ci {
+        println!("cargo:rustc-cfg=wxauth_pg");
+    }
 }

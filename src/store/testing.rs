@@ -4,37 +4,30 @@
 //!
 //! PostgreSQL tests run when `WXAUTH_TEST_DATABASE_URL` names a database,
 //! each in a fresh schema so tests run in parallel. Without the URL they are
-//! skipped with a note, except under `CI=true`, where they fail: CI must
-//! never pass without having run them.
-use std::io::Write;
-use std::sync::Once;
-
+//! marked ignored, so the count says they did not run: build.rs sets
+//! `cfg(wxauth_pg)` only with the URL (or `CI=true`), and every PostgreSQL
+//! test carries `#[cfg_attr(not(wxauth_pg), ignore = "...")]`. Under
+//! `CI=true` they run even without the URL, and fail: CI must never pass
+//! without having run them.
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::crypto::random_bytes;
 
 pub const PG_URL_VAR: &str = "WXAUTH_TEST_DATABASE_URL";
 
-/// The PostgreSQL URL to test against, or `None` if PostgreSQL tests are
-/// to be skipped. Panics in CI without one.
-pub fn postgres_url() -> Option<String> {
-    static SKIPPED: Once = Once::new();
+/// The PostgreSQL URL to test against. A PostgreSQL test only runs with one
+/// (it is ignored otherwise), so its absence fails the test: under `CI=true`,
+/// or when an ignored test is run on purpose (`--include-ignored`).
+pub fn postgres_url() -> String {
     match std::env::var(PG_URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
+        Ok(url) if !url.is_empty() => url,
         _ if std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) => {
             panic!("CI=true but {PG_URL_VAR} is unset: the PostgreSQL tests must run in CI")
         }
-        _ => {
-            // Straight to stderr: the test harness captures print macros.
-            SKIPPED.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "note: PostgreSQL tests skipped; set {PG_URL_VAR} \
-                     (e.g. postgres://postgres@127.0.0.1:5432/test) to run them"
-                );
-            });
-            None
-        }
+        _ => panic!(
+            "{PG_URL_VAR} is unset: a PostgreSQL test needs it \
+             (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        ),
     }
 }
 
@@ -49,9 +42,8 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
-    /// `None` (after saying so once) when no database is configured outside CI.
-    pub async fn create() -> Option<Self> {
-        let admin_url = postgres_url()?;
+    pub async fn create() -> Self {
+        let admin_url = postgres_url();
         let name = format!("t_{}", hex::encode(random_bytes::<8>()));
         let mut admin = PgConnection::connect(&admin_url)
             .await
@@ -63,7 +55,7 @@ impl PgSchema {
         admin.close().await.expect("close");
         let separator = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{separator}options=-c%20search_path%3D{name}");
-        Some(Self { url, admin_url, name })
+        Self { url, admin_url, name }
     }
 
     /// Drops the schema; call it once the test passed, so that a failing

@@ -146,7 +146,7 @@ struct DbProxy {
 
 impl DbProxy {
     async fn start() -> Self {
-        let url = postgres_url().expect("a PostgreSQL case has a URL");
+        let url = postgres_url();
         let options = PgConnectOptions::from_str(&url).unwrap();
         assert!(
             options.get_socket().is_none(),
