@@ -100,6 +100,11 @@ async fn revoking_all_sessions_logs_the_user_out_everywhere() {
         .unwrap()
         .session_token;
     let bystander = app.login_new_user().await.session_token;
+    // Verified first, so this replica's cache holds both: the revocation
+    // must reach the cache, not only the database.
+    for token in [&a, &b] {
+        assert!(app.verify(token).await.is_ok());
+    }
     assert_eq!(app.revoke(&a, true).await.unwrap(), 2);
     for token in [&a, &b] {
         assert_error(app.verify(token).await, Code::Unauthenticated, "TOKEN_REVOKED");
