@@ -52,15 +52,36 @@ async fn a_well_formed_token_from_another_deployment_is_invalid() {
         Code::Unauthenticated,
         "TOKEN_INVALID",
     );
+    // Their key over the id of a live session of ours: our database holds
+    // the session, so only the MAC check can refuse it.
+    let ours_token = ours.login_new_user().await.session_token;
+    let id = server_keys(&ours)
+        .parse_token(&ours_token)
+        .expect("our key's MAC");
+    let signed_by_theirs = server_keys(&theirs).mint_token(id);
+    assert_error(
+        ours.verify(signed_by_theirs.expose()).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert!(
+        ours.verify(&ours_token).await.is_ok(),
+        "the session itself is live"
+    );
+}
+
+/// The token keys of `app`'s server key.
+fn server_keys(app: &TestApp) -> wxauth::crypto::ServerKeys {
+    use base64::Engine;
+    let key = app.config.server_key.as_ref().unwrap().expose();
+    let raw = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
+    wxauth::crypto::ServerKeys::derive(&raw)
 }
 
 async fn a_correctly_signed_token_without_a_session_is_invalid() {
-    use base64::Engine;
     let app = TestApp::spawn().await;
     // Minted with this deployment's own key, for an id no login issued.
-    let key = app.config.server_key.as_ref().unwrap().expose();
-    let raw = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
-    let keys = wxauth::crypto::ServerKeys::derive(&raw);
+    let keys = server_keys(&app);
     let forged = keys.mint_token(wxauth::crypto::SessionId::random());
     assert_error(
         app.verify(forged.expose()).await,
