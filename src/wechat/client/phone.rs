@@ -115,10 +115,9 @@ fn phone_info_from(body: PhoneBody) -> Result<PhoneInfo, WechatError> {
         OPENID_MISMATCH => return Err(WechatError::PhoneCodeOfAnotherUser),
         errcode => return Err(WechatError::from_token_api_errcode(errcode)),
     }
+    // Whether the number is one is `phone::checks`' to say (a clear
+    // PHONE_DATA_INVALID), not a malformed answer's.
     let info = body.phone_info.ok_or(WechatError::Malformed)?;
-    if info.pure_phone_number.is_empty() {
-        return Err(WechatError::Malformed);
-    }
     Ok(PhoneInfo {
         phone_number: info.phone_number,
         pure_phone_number: info.pure_phone_number,
