@@ -21,6 +21,7 @@ api_tests!(
     a_wechat_that_never_answers_gives_unavailable_within_the_deadline,
     after_an_outage_the_same_code_can_be_retried,
     short_caller_deadlines_do_not_open_the_circuit_breaker,
+    a_probe_cut_by_the_callers_deadline_neither_reopens_the_breaker_nor_blocks_it,
 );
 
 async fn exchange_with_fault(app: &TestApp, fault: serde_json::Value) -> Result<(), tonic::Status> {
@@ -221,4 +222,36 @@ async fn short_caller_deadlines_do_not_open_the_circuit_breaker() {
     let check = app.check(&token).await.unwrap();
     assert!(check.token_active && check.session_key_fresh, "{check:?}");
     assert!(app.login_new_user().await.created);
+}
+
+/// The half-open breaker's one probe, cut by its caller's deadline, says
+/// nothing about WeChat: the breaker is not re-opened for another period,
+/// and the next call probes at once instead of waiting for the lost one.
+async fn a_probe_cut_by_the_callers_deadline_neither_reopens_the_breaker_nor_blocks_it() {
+    let app = TestApp::spawn_with(|c| {
+        c.wechat_retries = 0;
+        c.wechat_breaker_threshold = 2;
+        c.wechat_breaker_open = Duration::from_secs(10);
+    })
+    .await;
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "errcode": -1, "times": 2}))
+        .await;
+    for _ in 0..2 {
+        let code = app.sim.new_code().await.code;
+        assert_error(app.exchange(&code).await, Code::Unavailable, "WECHAT_UNAVAILABLE");
+    }
+    app.clock.advance(Duration::from_secs(11));
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "delay_ms": 1500, "times": 1}))
+        .await;
+    let code = app.sim.new_code().await.code;
+    assert!(exchange_within(&app, &code, Duration::from_millis(500))
+        .await
+        .is_err());
+    // Same code, no deadline: waits for the cut probe to settle, then is
+    // let through (the clock has not moved) and closes the breaker.
+    assert!(app.exchange(&code).await.is_ok());
+    assert!(app.login_new_user().await.created, "closed");
+    assert_eq!(app.sim.calls("jscode2session").await, 5);
 }
