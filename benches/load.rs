@@ -117,7 +117,10 @@ async fn probe(addr: &str, token_file: &PathBuf) -> anyhow::Result<()> {
         .context("no token in the file")?;
     let mut client = AuthServiceClient::new(Endpoint::from_shared(addr.to_owned())?.connect().await?);
     match client
-        .verify_token(VerifyTokenRequest { session_token: token })
+        .verify_token(VerifyTokenRequest {
+            session_token: token,
+            ..Default::default()
+        })
         .await
     {
         Ok(_) => {
@@ -182,7 +185,10 @@ async fn verify(target: &Target, token_file: &PathBuf) -> anyhow::Result<()> {
     let tokens = read_tokens(token_file)?;
     let run = run_calls(target, tokens, |mut client, token| async move {
         client
-            .verify_token(VerifyTokenRequest { session_token: token })
+            .verify_token(VerifyTokenRequest {
+                session_token: token,
+                ..Default::default()
+            })
             .await?;
         Ok(())
     })

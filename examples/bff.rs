@@ -123,7 +123,10 @@ async fn phone(
 async fn me(State(mut wxauth): State<Wxauth>, headers: HeaderMap) -> Result<Response, ApiError> {
     let session_token = bearer(&headers)?;
     let r = wxauth
-        .verify_token(VerifyTokenRequest { session_token })
+        .verify_token(VerifyTokenRequest {
+            session_token,
+            ..Default::default()
+        })
         .await?
         .into_inner();
     Ok(Json(json!({ "user": r.user.map(user_json), "expires_at": rfc3339(r.expires_at) })).into_response())

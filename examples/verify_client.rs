@@ -113,6 +113,7 @@ pub async fn verify(mut wxauth: AuthServiceClient<Channel>, headers: &HeaderMap)
         .ok_or_else(|| Status::unauthenticated("expected authorization: Bearer <session token>"))?;
     let mut request = tonic::Request::new(VerifyTokenRequest {
         session_token: token.to_owned(),
+        ..Default::default()
     });
     // wxauth puts the caller's request id on its log lines, so both
     // services' lines of one call can be found together.

@@ -244,6 +244,8 @@ pub struct Config {
 
     /// Consecutive failed WeChat calls (after retries) that open an app's
     /// circuit breaker, which then fails fast; `0` disables the breaker.
+    /// Only WeChat's own failures count, never a call the gRPC caller's
+    /// deadline left no time for or cut short.
     #[arg(long, env = "WXAUTH_WECHAT_BREAKER_THRESHOLD", default_value_t = 5)]
     pub wechat_breaker_threshold: u32,
 

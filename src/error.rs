@@ -52,6 +52,12 @@ pub enum Error {
     PhoneCodeInvalid,
     #[error("the phone code was already used for another user")]
     PhoneCodeUsed,
+    #[error("the phone code was issued to another user; call getPhoneNumber again as this user")]
+    PhoneCodeMismatch,
+    /// The phone data WeChat gave is not a phone number (or its watermark
+    /// is in the future): nothing is bound.
+    #[error("the phone data is not a valid phone authorisation; call getPhoneNumber again")]
+    PhoneDataInvalid,
     #[error("the user info does not verify against this login; send the data from the same wx.login")]
     UserInfoInvalid,
     #[error("a phone number must be bound first")]
@@ -105,6 +111,8 @@ impl Error {
             Self::PhoneDataExpired => "PHONE_DATA_EXPIRED",
             Self::PhoneCodeInvalid => "PHONE_CODE_INVALID",
             Self::PhoneCodeUsed => "PHONE_CODE_USED",
+            Self::PhoneCodeMismatch => "PHONE_CODE_MISMATCH",
+            Self::PhoneDataInvalid => "PHONE_DATA_INVALID",
             Self::UserInfoInvalid => "USER_INFO_INVALID",
             Self::PhoneRequired => "PHONE_REQUIRED",
             Self::LoginCodeMismatch => "LOGIN_CODE_MISMATCH",
@@ -125,8 +133,11 @@ impl Error {
             | Self::PhoneCodeInvalid
             | Self::PhoneCodeUsed
             | Self::UserInfoInvalid => Code::InvalidArgument,
-            Self::SessionKeyStale | Self::PhoneDataExpired => Code::FailedPrecondition,
+            Self::SessionKeyStale | Self::PhoneDataExpired | Self::PhoneDataInvalid => {
+                Code::FailedPrecondition
+            }
             Self::UserBlocked
+            | Self::PhoneCodeMismatch
             | Self::PhoneRequired
             | Self::LoginCodeMismatch
             | Self::CallerForbidden { .. } => Code::PermissionDenied,
@@ -150,6 +161,9 @@ impl From<WechatError> for Error {
             WechatError::RateLimited(_) => Error::WechatRateLimited,
             WechatError::Unavailable | WechatError::CircuitOpen => Error::WechatUnavailable,
             WechatError::Throttled(retry_after) => Error::RateLimited { retry_after },
+            // The caller's own deadline: retrying with more time may work.
+            WechatError::CallerDeadline { .. } => Error::DeadlineExceeded,
+            WechatError::PhoneCodeOfAnotherUser => Error::PhoneCodeMismatch,
             // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
             other @ (WechatError::Rejected(_)
             | WechatError::Malformed
@@ -264,6 +278,8 @@ mod tests {
             Error::PhoneDataExpired,
             Error::PhoneCodeInvalid,
             Error::PhoneCodeUsed,
+            Error::PhoneCodeMismatch,
+            Error::PhoneDataInvalid,
             Error::UserInfoInvalid,
             Error::PhoneRequired,
             Error::LoginCodeMismatch,
@@ -292,6 +308,8 @@ mod tests {
                 | Error::PhoneDataExpired
                 | Error::PhoneCodeInvalid
                 | Error::PhoneCodeUsed
+                | Error::PhoneCodeMismatch
+                | Error::PhoneDataInvalid
                 | Error::UserInfoInvalid
                 | Error::PhoneRequired
                 | Error::LoginCodeMismatch

@@ -1,7 +1,12 @@
 //! Binding a phone number: from the legacy encrypted getPhoneNumber payload
 //! (decrypted with the user's session_key, falling back to the key it
 //! replaced within a grace window) or from a phone code exchanged with WeChat
-//! (single use and billed, so its answer is remembered).
+//! (single use and billed, so its answer is remembered). Whichever the
+//! source, the data must pass [`checks`] before anything is stored.
+mod checks;
+
+pub use checks::WATERMARK_MAX_SKEW_MS;
+
 use crate::apps::App;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -117,7 +122,7 @@ impl Wxauth {
             country_code: opened.country_code,
             authorised_at: opened.watermark.timestamp,
         };
-        self.check_phone_age(&phone)?;
+        self.check_phone(&phone)?;
         Ok(phone)
     }
 
@@ -130,6 +135,9 @@ impl Wxauth {
         code: &str,
         code_hash: &str,
     ) -> Result<Phone> {
+        // WeChat refuses a code issued to someone else (PhoneCodeOfAnotherUser
+        // -> PHONE_CODE_MISMATCH); the claim is then released, so the code's
+        // own user can still bind it.
         let info = self.billed_lookup(app, user, code).await?.map_err(|e| match e {
             WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
             other => Error::from(other),
@@ -144,7 +152,7 @@ impl Wxauth {
             country_code: info.country_code,
             authorised_at: info.watermark_timestamp,
         };
-        self.check_phone_age(&phone)?;
+        self.check_phone(&phone)?;
         self.store
             .remember_phone_code(code_hash, &user.user_id, &phone, self.clock.now_ms())
             .await?;
@@ -173,7 +181,9 @@ impl Wxauth {
         let answer = self
             .access_tokens
             .call(app, |token| async move {
-                self.wechat.phone_number(app.id(), token.expose(), code).await
+                self.wechat
+                    .phone_number(app.id(), token.expose(), code, &user.openid)
+                    .await
             })
             .await;
         let sent = match &answer {
@@ -197,13 +207,10 @@ impl Wxauth {
         }
     }
 
-    /// Rejects authorisations older than the configured maximum age: a
-    /// replayed payload.
-    fn check_phone_age(&self, phone: &Phone) -> Result<()> {
-        let max = self.phone.max_age_ms;
-        if max > 0 && self.clock.now_ms() - phone.authorised_at.saturating_mul(1000) > max {
-            return Err(Error::PhoneDataExpired);
-        }
-        Ok(())
+    /// Rejects what is not a phone number, and authorisations older than
+    /// the configured maximum age (a replayed payload) or from the future.
+    fn check_phone(&self, phone: &Phone) -> Result<()> {
+        checks::check_phone_number(phone)?;
+        checks::check_watermark_time(self.clock.now_ms(), phone.authorised_at, self.phone.max_age_ms)
     }
 }

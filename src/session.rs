@@ -27,9 +27,30 @@ pub struct SessionCheck {
 
 impl Wxauth {
     /// VerifyToken: the live session and user behind a token, subject to
-    /// the app's phone-required policy. Fails closed.
-    pub async fn verify_token(&self, token: &str) -> Result<(Session, User)> {
-        let (session, user) = self.live_session(token).await?;
+    /// the app's phone-required policy. Fails closed. With `app_id`, a token
+    /// of another app is TOKEN_INVALID, like an unknown token, whatever its
+    /// state (expired, revoked): the caller learns nothing about it.
+    pub async fn verify_token(&self, token: &str, app_id: Option<&str>) -> Result<(Session, User)> {
+        if let Some(app_id) = app_id {
+            self.apps.resolve(app_id)?;
+        }
+        let found = self.live_session(token).await;
+        if let Some(expected) = app_id {
+            let owner = match &found {
+                Ok((session, _)) => Some(session.app_id.clone()),
+                // Dead tokens are looked up again (rare) to learn their app.
+                Err(Error::TokenExpired | Error::TokenRevoked) => self
+                    .store
+                    .session(self.parse_token(token)?)
+                    .await?
+                    .map(|(session, _)| session.app_id),
+                Err(_) => None,
+            };
+            if owner.is_some_and(|owner| owner != expected) {
+                return Err(Error::TokenInvalid);
+            }
+        }
+        let (session, user) = found?;
         if self.apps.resolve(&user.app_id)?.phone_required && user.phone_number.is_none() {
             return Err(Error::PhoneRequired);
         }

@@ -200,7 +200,11 @@ proptest! {
     #[test]
     fn only_an_oversized_session_token_is_an_invalid_argument(len in 0usize..2048) {
         let token = "A".repeat(len);
-        let encoded = pb::VerifyTokenRequest { session_token: token.clone() }.encode_to_vec();
+        let encoded = pb::VerifyTokenRequest {
+            session_token: token.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec();
         request(&[[2u8].as_slice(), &encoded].concat());
         let result = requests::session_token(&token);
         prop_assert_eq!(result.is_ok(), len <= limits::SESSION_TOKEN_MAX);

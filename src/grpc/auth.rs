@@ -52,9 +52,11 @@ impl AuthService for AuthApi {
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
         observe("VerifyToken", async move {
-            let req = request.into_inner();
-            requests::session_token(&req.session_token)?;
-            let (session, user) = self.wxauth.verify_token(&req.session_token).await?;
+            let req = requests::verify_token(request.into_inner())?;
+            let (session, user) = self
+                .wxauth
+                .verify_token(&req.session_token, req.app_id.as_deref())
+                .await?;
             Ok(Response::new(pb::VerifyTokenResponse {
                 user: Some(user_to_proto(user)),
                 expires_at: Some(timestamp(self.wxauth.expires_at(&session))),

@@ -82,6 +82,23 @@ pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
     })
 }
 
+/// VerifyToken's input: the token, and the app it must belong to if the
+/// caller named one.
+#[derive(Debug)]
+pub struct Verify {
+    pub session_token: String,
+    pub app_id: Option<String>,
+}
+
+pub fn verify_token(req: pb::VerifyTokenRequest) -> Result<Verify> {
+    session_token(&req.session_token)?;
+    validation::app_id("app_id", &req.app_id)?;
+    Ok(Verify {
+        session_token: req.session_token,
+        app_id: Some(req.app_id).filter(|a| !a.is_empty()),
+    })
+}
+
 /// The `session_token` of VerifyToken, CheckSession, RevokeToken and
 /// BindPhone: only its hard cap (see [`validation::session_token`]).
 pub fn session_token(token: &str) -> Result<()> {

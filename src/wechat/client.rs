@@ -24,7 +24,7 @@ use crate::secret::Secret;
 use crate::wechat::guard::{self, Guard, GuardConfig};
 
 pub use error::WechatError;
-pub use phone::PhoneInfo;
+pub use phone::{PhoneInfo, OPENID_MISMATCH};
 pub use token::AccessToken;
 
 /// The credentials of one mini program.
@@ -112,43 +112,72 @@ impl WechatClient {
         T: for<'de> Deserialize<'de> + HasErrcode,
         F: Fn() -> reqwest::RequestBuilder,
     {
+        // No time left for WeChat: not an attempt, so no admission either
+        // (a probe is not spent on a call that cannot be made).
+        if guard::caller_deadline().is_some_and(|d| d <= Instant::now()) {
+            tracing::debug!(
+                endpoint,
+                app_id,
+                "WeChat call not sent: the caller's deadline has passed"
+            );
+            return Err(WechatError::CallerDeadline { sent: false });
+        }
         let admission = self.guard.admit(app_id).inspect_err(|e| {
             tracing::warn!(endpoint, app_id, reason = %e, "WeChat call not sent");
         })?;
         let result = self.call_with_retries(endpoint, request).await;
-        self.guard.record(
-            app_id,
-            admission,
-            result.as_ref().err() != Some(&WechatError::Unavailable),
-        );
+        let health = match &result {
+            Ok(_) => Some(true),
+            Err(e) => e.health(),
+        };
+        self.guard.record(app_id, admission, health);
         result
     }
 
     /// Sends a request until it gets a non-retryable answer, the retries run
-    /// out or the deadline passes: ours, or the gRPC caller's if sooner.
+    /// out or a deadline passes. Two deadlines, kept apart: ours (the
+    /// policy's, a reqwest timeout) is WeChat's budget, and running out of
+    /// it is WeChat's failure; the gRPC caller's, if sooner, cuts the call
+    /// as [`WechatError::CallerDeadline`], which is not.
     async fn call_with_retries<T, F>(&self, endpoint: &'static str, request: F) -> Result<T, WechatError>
     where
         T: for<'de> Deserialize<'de> + HasErrcode,
         F: Fn() -> reqwest::RequestBuilder,
     {
         let ours = Instant::now() + self.policy.deadline;
-        let deadline = guard::caller_deadline().map_or(ours, |caller| caller.min(ours));
+        let caller = guard::caller_deadline().filter(|caller| *caller < ours);
+        let deadline = caller.unwrap_or(ours);
         let mut attempt = 0;
+        // WeChat's own failure on the previous attempt, if any.
+        let mut failed: Option<WechatError> = None;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let outcome = if remaining.is_zero() {
-                Err(WechatError::Unavailable)
-            } else {
-                let started = Instant::now();
-                let outcome = self.attempt::<T>(endpoint, request().timeout(remaining)).await;
-                let label = match &outcome {
-                    Ok(body) => body.errcode().to_string(),
-                    Err(WechatError::Unavailable) => "unavailable".to_owned(),
-                    Err(_) => "malformed".to_owned(),
-                };
-                crate::metrics::wechat_attempt(endpoint, label, started.elapsed());
-                outcome
+            let remaining = ours.saturating_duration_since(Instant::now());
+            if Instant::now() >= deadline || remaining.is_zero() {
+                return Err(failed.unwrap_or(WechatError::CallerDeadline { sent: false }));
+            }
+            let started = Instant::now();
+            let sent = self.attempt::<T>(endpoint, request().timeout(remaining));
+            let outcome = match caller {
+                Some(caller) => match tokio::time::timeout_at(caller, sent).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        crate::metrics::wechat_attempt(
+                            endpoint,
+                            "caller_deadline".to_owned(),
+                            started.elapsed(),
+                        );
+                        tracing::warn!(endpoint, attempt, "WeChat call cut by the caller's deadline");
+                        return Err(failed.unwrap_or(WechatError::CallerDeadline { sent: true }));
+                    }
+                },
+                None => sent.await,
             };
+            let label = match &outcome {
+                Ok(body) => body.errcode().to_string(),
+                Err(WechatError::Unavailable) => "unavailable".to_owned(),
+                Err(_) => "malformed".to_owned(),
+            };
+            crate::metrics::wechat_attempt(endpoint, label, started.elapsed());
             let failure = match outcome {
                 Ok(body) if body.errcode() == -1 => WechatError::Unavailable,
                 Ok(body) => return Ok(body),
@@ -157,11 +186,12 @@ impl WechatClient {
             if !failure.retryable() || attempt >= self.policy.retries {
                 return Err(failure);
             }
+            failed = Some(failure);
             attempt += 1;
             let backoff = self.backoff(attempt);
             if Instant::now() + backoff >= deadline {
                 tracing::warn!(endpoint, attempt, "WeChat unavailable; deadline reached");
-                return Err(WechatError::Unavailable);
+                return Err(failure);
             }
             tracing::warn!(
                 endpoint,

@@ -144,8 +144,14 @@ impl Guard {
         }
     }
 
-    /// Records how a call went: `healthy` unless WeChat was unavailable.
-    pub(super) fn record(&self, app_id: &str, admission: Admission, healthy: bool) {
+    /// Records how a call went: `Some(true)` when WeChat answered,
+    /// `Some(false)` when WeChat itself failed, `None` when the call says
+    /// nothing about WeChat (the caller's deadline left no time or cut it):
+    /// such a call neither counts as a failure nor closes the breaker, and a
+    /// probe cut that way hands its turn to the next call at once, so a
+    /// caller with short deadlines can neither open the breaker nor keep it
+    /// open.
+    pub(super) fn record(&self, app_id: &str, admission: Admission, health: Option<bool>) {
         if self.config.failure_threshold == 0 {
             return;
         }
@@ -153,18 +159,27 @@ impl Guard {
         let state = states
             .entry(app_id.to_owned())
             .or_insert(State::Closed { failures: 0 });
+        let now = self.clock.now_ms();
         let open = State::Open {
-            until_ms: self.clock.now_ms() + crate::clock::ms(self.config.open_for),
+            until_ms: now + crate::clock::ms(self.config.open_for),
         };
-        let next = match (*state, healthy) {
-            (_, true) => {
+        let next = match (*state, health) {
+            (State::Probing { .. }, None) if admission == Admission::Probe => {
+                tracing::info!(
+                    app_id,
+                    "WeChat circuit probe cut by the caller's deadline: next call probes"
+                );
+                State::Open { until_ms: now }
+            }
+            (other, None) => other,
+            (_, Some(true)) => {
                 if admission == Admission::Probe {
                     tracing::info!(app_id, "WeChat circuit closed");
                 }
                 State::Closed { failures: 0 }
             }
-            (State::Probing { .. }, false) => open,
-            (State::Closed { failures }, false) if failures + 1 >= self.config.failure_threshold => {
+            (State::Probing { .. }, Some(false)) => open,
+            (State::Closed { failures }, Some(false)) if failures + 1 >= self.config.failure_threshold => {
                 tracing::warn!(
                     app_id,
                     failures = failures + 1,
@@ -172,10 +187,10 @@ impl Guard {
                 );
                 open
             }
-            (State::Closed { failures }, false) => State::Closed {
+            (State::Closed { failures }, Some(false)) => State::Closed {
                 failures: failures + 1,
             },
-            (other, false) => other,
+            (other, Some(false)) => other,
         };
         let gauge = match next {
             State::Closed { .. } => 0,
@@ -206,7 +221,7 @@ mod tests {
         let (g, clock) = guard(3);
         for _ in 0..3 {
             let a = g.admit("wx").unwrap();
-            g.record("wx", a, false);
+            g.record("wx", a, Some(false));
         }
         assert_eq!(g.admit("wx"), Err(WechatError::CircuitOpen));
         assert!(g.admit("wxother").is_ok(), "per app");
@@ -217,24 +232,24 @@ mod tests {
             Err(WechatError::CircuitOpen),
             "one probe at a time"
         );
-        g.record("wx", Admission::Probe, true);
+        g.record("wx", Admission::Probe, Some(true));
         assert_eq!(g.admit("wx"), Ok(Admission::Normal));
     }
 
     #[test]
     fn a_failed_probe_opens_the_breaker_again() {
         let (g, clock) = guard(1);
-        g.record("wx", Admission::Normal, false);
+        g.record("wx", Admission::Normal, Some(false));
         clock.advance(Duration::from_secs(11));
         let probe = g.admit("wx").unwrap();
-        g.record("wx", probe, false);
+        g.record("wx", probe, Some(false));
         assert_eq!(g.admit("wx"), Err(WechatError::CircuitOpen));
     }
 
     #[test]
     fn a_probe_that_never_reports_back_is_replaced_after_the_open_period() {
         let (g, clock) = guard(1);
-        g.record("wx", Admission::Normal, false);
+        g.record("wx", Admission::Normal, Some(false));
         clock.advance(Duration::from_secs(11));
         // The probe's future is dropped (cancelled call): no record().
         assert_eq!(g.admit("wx"), Ok(Admission::Probe));
@@ -247,16 +262,43 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         let probe = g.admit("wx");
         assert_eq!(probe, Ok(Admission::Probe), "a new probe after open_for");
-        g.record("wx", Admission::Probe, true);
+        g.record("wx", Admission::Probe, Some(true));
         assert_eq!(g.admit("wx"), Ok(Admission::Normal), "and it closes the breaker");
+    }
+
+    #[test]
+    fn calls_cut_by_the_callers_deadline_neither_open_nor_close_the_breaker() {
+        let (g, _) = guard(2);
+        for _ in 0..10 {
+            let a = g.admit("wx").unwrap();
+            g.record("wx", a, None);
+        }
+        assert_eq!(g.admit("wx"), Ok(Admission::Normal), "still closed");
+        g.record("wx", Admission::Normal, Some(false));
+        g.record("wx", Admission::Normal, None);
+        g.record("wx", Admission::Normal, Some(false));
+        assert_eq!(g.admit("wx"), Err(WechatError::CircuitOpen), "no reset either");
+    }
+
+    #[test]
+    fn a_probe_cut_by_the_callers_deadline_lets_the_next_call_probe_at_once() {
+        let (g, clock) = guard(1);
+        g.record("wx", Admission::Normal, Some(false));
+        clock.advance(Duration::from_secs(11));
+        let probe = g.admit("wx").unwrap();
+        assert_eq!(probe, Admission::Probe);
+        g.record("wx", probe, None);
+        assert_eq!(g.admit("wx"), Ok(Admission::Probe), "not re-opened, not stuck");
+        g.record("wx", Admission::Probe, Some(true));
+        assert_eq!(g.admit("wx"), Ok(Admission::Normal));
     }
 
     #[test]
     fn successes_reset_the_failure_count() {
         let (g, _) = guard(2);
-        g.record("wx", Admission::Normal, false);
-        g.record("wx", Admission::Normal, true);
-        g.record("wx", Admission::Normal, false);
+        g.record("wx", Admission::Normal, Some(false));
+        g.record("wx", Admission::Normal, Some(true));
+        g.record("wx", Admission::Normal, Some(false));
         assert!(g.admit("wx").is_ok());
     }
 

@@ -100,7 +100,7 @@ async fn a_phone_code_gives_the_phone_number_once() {
     let token = w.token(false).await;
     let info = w
         .client
-        .phone_number("wxapp", &token, &button.phone_code)
+        .phone_number("wxapp", &token, &button.phone_code, &openid)
         .await
         .unwrap();
     assert_eq!(info.phone_number, "13580006666");
@@ -113,7 +113,10 @@ async fn a_phone_code_gives_the_phone_number_once() {
     assert_eq!(legacy["countryCode"], "86");
     assert_eq!(legacy["watermark"]["timestamp"], info.watermark_timestamp);
     assert_eq!(legacy["watermark"]["appid"], "wxapp");
-    let again = w.client.phone_number("wxapp", &token, &button.phone_code).await;
+    let again = w
+        .client
+        .phone_number("wxapp", &token, &button.phone_code, &openid)
+        .await;
     assert_eq!(again, Err(WechatError::CodeInvalid));
     assert_eq!(w.calls("getuserphonenumber").await, 2);
     assert_eq!(w.calls("stable_token").await, 1);
@@ -131,14 +134,17 @@ async fn stale_tokens_are_access_token_invalid_and_leave_the_code_usable() {
     let old = w.token(false).await;
     let new = w.token(true).await;
     assert_ne!(old, new);
-    let stale = w.client.phone_number("wxapp", &old, &code).await;
+    let stale = w.client.phone_number("wxapp", &old, &code, &openid).await;
     assert_eq!(stale, Err(WechatError::AccessTokenInvalid));
     w.clock.advance(Duration::from_secs(7200));
-    let expired = w.client.phone_number("wxapp", &new, &code).await;
+    let expired = w.client.phone_number("wxapp", &new, &code, &openid).await;
     assert_eq!(expired, Err(WechatError::AccessTokenInvalid));
     let fresh = w.token(false).await;
     assert!(
-        w.client.phone_number("wxapp", &fresh, &code).await.is_err(),
+        w.client
+            .phone_number("wxapp", &fresh, &code, &openid)
+            .await
+            .is_err(),
         "the code expired too"
     );
 }

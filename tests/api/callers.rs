@@ -89,6 +89,7 @@ fn exchange(code: &str) -> ExchangeCodeRequest {
 fn verify(token: &str) -> VerifyTokenRequest {
     VerifyTokenRequest {
         session_token: token.into(),
+        ..Default::default()
     }
 }
 

@@ -62,6 +62,7 @@ async fn kill_9_during_logins_keeps_every_answered_login_and_leaves_no_half_logi
             .clone()
             .verify_token(VerifyTokenRequest {
                 session_token: login.session_token.clone(),
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|e| panic!("a token answered before the kill: {e:?}"))
@@ -88,6 +89,7 @@ async fn kill_9_during_logins_keeps_every_answered_login_and_leaves_no_half_logi
                 }
                 let verify = VerifyTokenRequest {
                     session_token: login.session_token,
+                    ..Default::default()
                 };
                 let verified = client.clone().verify_token(verify).await;
                 assert!(verified.is_ok(), "a retry's token has no session: {verified:?}");

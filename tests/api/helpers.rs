@@ -583,10 +583,16 @@ impl TestApp {
     }
 
     pub async fn verify(&self, token: &str) -> Result<VerifyTokenResponse, tonic::Status> {
+        self.verify_for(token, "").await
+    }
+
+    /// VerifyToken asking "is this a token of `app_id`?" (empty: any app).
+    pub async fn verify_for(&self, token: &str, app_id: &str) -> Result<VerifyTokenResponse, tonic::Status> {
         self.client
             .clone()
             .verify_token(VerifyTokenRequest {
                 session_token: token.into(),
+                app_id: app_id.into(),
             })
             .await
             .map(|r| r.into_inner())

@@ -65,6 +65,7 @@ async fn json_logs_are_json_lines_and_every_line_of_an_rpc_carries_its_request_i
         .unwrap();
     let garbage = VerifyTokenRequest {
         session_token: "garbage".into(),
+        ..Default::default()
     };
     assert!(client
         .verify_token(request(garbage, "json-logs-verify"))

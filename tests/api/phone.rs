@@ -4,8 +4,9 @@ use std::time::Duration;
 use serde_json::json;
 use tonic::Code;
 use wxauth::grpc::pb::{exchange_code_request::Phone, EncryptedPhone, ExchangeCodeRequest};
+use wxauth::wechat::sim::PhoneResponse;
 
-use crate::helpers::{api_tests, assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, reason, TestApp};
 
 api_tests!(
     the_legacy_payload_binds_the_phone,
@@ -28,6 +29,9 @@ api_tests!(
     an_access_token_rejected_once_is_refreshed_once_for_twenty_concurrent_binds,
     twenty_concurrent_binds_all_rejected_with_40001_refresh_the_access_token_once,
     the_access_token_survives_a_restart,
+    a_phone_code_of_another_user_is_refused_and_stays_usable_by_its_user,
+    a_watermark_from_the_future_or_near_the_64_bit_minimum_binds_nothing,
+    phone_data_that_is_not_a_phone_number_binds_nothing,
 );
 
 /// A logged-in user: (openid, token).
@@ -438,4 +442,130 @@ async fn the_access_token_survives_a_restart() {
         1,
         "the persisted token was reused"
     );
+}
+
+/// The phone number VerifyToken shows for a token ("" when none).
+async fn phone_of(app: &TestApp, token: &str) -> String {
+    app.verify(token).await.unwrap().user.unwrap().phone_number
+}
+
+/// A token of user A with a fresh phone code of user B: wxauth sends A's
+/// openid with the code, WeChat refuses it, and A keeps A's number. The
+/// code was not spent: B can still bind it.
+async fn a_phone_code_of_another_user_is_refused_and_stays_usable_by_its_user() {
+    let app = TestApp::spawn().await;
+    let (a_openid, a_token) = logged_in(&app).await;
+    let (b_openid, b_token) = logged_in(&app).await;
+    let a_phone = app
+        .sim
+        .phone(json!({ "openid": a_openid, "phone_number": "13500000001" }))
+        .await;
+    app.bind_code(&a_token, &a_phone.phone_code).await.unwrap();
+    let b_phone = app
+        .sim
+        .phone(json!({ "openid": b_openid, "phone_number": "13900000002" }))
+        .await;
+
+    assert_error(
+        app.bind_code(&a_token, &b_phone.phone_code).await,
+        Code::PermissionDenied,
+        "PHONE_CODE_MISMATCH",
+    );
+    assert_eq!(phone_of(&app, &a_token).await, "13500000001");
+    let bound = app.bind_code(&b_token, &b_phone.phone_code).await.unwrap();
+    assert_eq!(bound.user.unwrap().phone_number, "13900000002");
+    assert_eq!(phone_of(&app, &a_token).await, "13500000001");
+}
+
+/// A watermark more than the allowed skew (5 minutes) ahead is no real
+/// authorisation, and one near i64::MIN must not overflow the age check.
+async fn a_watermark_from_the_future_or_near_the_64_bit_minimum_binds_nothing() {
+    let app = TestApp::spawn().await;
+    let (openid, token) = logged_in(&app).await;
+    let now_s = app.clock.now_ms() / 1000;
+    for timestamp in [now_s + 3600, now_s + 6 * 60, i64::MIN, i64::MIN / 1000] {
+        let phone = app
+            .sim
+            .phone(json!({ "openid": openid, "phone_number": "13580006666", "timestamp": timestamp }))
+            .await;
+        assert_error(
+            app.bind_encrypted(&token, &phone, "").await,
+            Code::FailedPrecondition,
+            "PHONE_DATA_INVALID",
+        );
+        assert_error(
+            app.bind_code(&token, &phone.phone_code).await,
+            Code::FailedPrecondition,
+            "PHONE_DATA_INVALID",
+        );
+    }
+    assert_eq!(phone_of(&app, &token).await, "", "nothing bound");
+    // Within the skew: a WeChat clock a little ahead of ours.
+    let ahead = app
+        .sim
+        .phone(json!({ "openid": openid, "phone_number": "13580006666", "timestamp": now_s + 60 }))
+        .await;
+    app.bind_code(&token, &ahead.phone_code).await.unwrap();
+    assert_eq!(phone_of(&app, &token).await, "13580006666");
+}
+
+/// WeChat's phone data as JSON, with `number` in both number fields.
+fn phone_data(app: &TestApp, number: &str, now_s: i64) -> serde_json::Value {
+    json!({
+        "phoneNumber": number,
+        "purePhoneNumber": number,
+        "countryCode": "86",
+        "watermark": { "timestamp": now_s, "appid": app.config.app_id.clone().unwrap() },
+    })
+}
+
+/// Whatever WeChat (or a payload) says, only a phone number binds: markup,
+/// 3,000 digits, control characters and an empty number are refused, by
+/// the phone-code path and the legacy payload path alike.
+async fn phone_data_that_is_not_a_phone_number_binds_nothing() {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    let app = TestApp::spawn().await;
+    let login = app.sim.new_code().await;
+    let token = app.exchange(&login.code).await.unwrap().session_token;
+    let now_s = app.clock.now_ms() / 1000;
+    let key = wxauth::crypto::session_key_bytes(&login.session_key).unwrap();
+    let html = "<img src=x onerror=alert(1)>";
+    let long = "1".repeat(3000);
+    for number in [html, long.as_str(), "1358000\r\n6666", "13580006666\u{0}", ""] {
+        let data = phone_data(&app, number, now_s);
+        // The phone-code path: WeChat's answer.
+        let answer = json!({ "errcode": 0, "errmsg": "ok", "phone_info": data }).to_string();
+        app.sim
+            .fault(json!({ "endpoint": "getuserphonenumber", "body": answer, "times": 1 }))
+            .await;
+        let code = format!("phonecode{}", number.len());
+        assert_error(
+            app.bind_code(&token, &code).await,
+            Code::FailedPrecondition,
+            "PHONE_DATA_INVALID",
+        );
+        // The legacy path: a payload under the user's session_key (too big
+        // for the request limit with 3,000 digits: that one is refused
+        // before decryption).
+        let iv: [u8; 16] = rand::random();
+        let encrypted = wxauth::crypto::aes_cbc_encrypt(&key, &iv, data.to_string().as_bytes());
+        let payload = PhoneResponse {
+            encrypted_data: STANDARD.encode(encrypted),
+            iv: STANDARD.encode(iv),
+            phone_code: String::new(),
+        };
+        let result = app.bind_encrypted(&token, &payload, "").await;
+        let status = result.unwrap_err();
+        assert!(
+            matches!(
+                reason(&status).as_str(),
+                "PHONE_DATA_INVALID" | "INVALID_ARGUMENT"
+            ),
+            "{status:?}"
+        );
+        if number.len() < 100 {
+            assert_eq!(reason(&status), "PHONE_DATA_INVALID", "{status:?}");
+        }
+    }
+    assert_eq!(phone_of(&app, &token).await, "", "nothing bound");
 }

@@ -38,7 +38,10 @@ impl Call {
             Call::Exchange(r) => client.exchange_code(r).await.map(drop),
             Call::Bind(r) => client.bind_phone(r).await.map(drop),
             Call::Verify(session_token) => client
-                .verify_token(VerifyTokenRequest { session_token })
+                .verify_token(VerifyTokenRequest {
+                    session_token,
+                    ..Default::default()
+                })
                 .await
                 .map(drop),
             Call::Check(session_token) => client

@@ -1,8 +1,10 @@
 use std::time::Duration;
 
+use serde_json::json;
 use tonic::Code;
+use wxauth::grpc::pb::ExchangeCodeRequest;
 
-use crate::helpers::{api_tests, assert_error, TestApp};
+use crate::helpers::{api_tests, assert_error, reason, TestApp};
 
 api_tests!(
     a_fresh_token_verifies_to_its_user,
@@ -13,6 +15,7 @@ api_tests!(
     a_used_token_expires_at_its_absolute_lifetime,
     verification_extends_the_idle_deadline,
     tokens_survive_a_restart,
+    with_an_app_id_a_token_of_another_app_fails_like_an_unknown_token,
 );
 
 async fn a_fresh_token_verifies_to_its_user() {
@@ -144,4 +147,61 @@ async fn tokens_survive_a_restart() {
     let login = app.login_new_user().await;
     let app = app.restart().await;
     assert_eq!(app.verify(&login.session_token).await.unwrap().user, login.user);
+}
+
+const SHOP: &str = "wxshopapp00000001";
+const GAME: &str = "wxgameapp00000002";
+
+/// A token of a new user of `app_id`.
+async fn token_of(app: &TestApp, app_id: &str) -> String {
+    let code = app.sim.login(json!({ "app_id": app_id })).await.code;
+    let request = ExchangeCodeRequest {
+        code,
+        app_id: app_id.into(),
+        ..Default::default()
+    };
+    let login = app.client.clone().exchange_code(request).await.unwrap();
+    login.into_inner().session_token
+}
+
+/// A service of one mini program asks "is this a token of my app?": a token
+/// of another app of the deployment fails exactly as an unknown token does,
+/// live or revoked; without app_id any app's token verifies as before.
+async fn with_an_app_id_a_token_of_another_app_fails_like_an_unknown_token() {
+    let app = TestApp::spawn_for_apps(&[SHOP, GAME], |_| {}).await;
+    let shop = token_of(&app, SHOP).await;
+    let game = token_of(&app, GAME).await;
+
+    let verified = app.verify_for(&shop, SHOP).await.unwrap();
+    assert_eq!(verified.user.unwrap().app_id, SHOP);
+    assert_eq!(app.verify(&game).await.unwrap().user.unwrap().app_id, GAME);
+
+    let unknown = app.verify_for("wxa1_unknown", SHOP).await.unwrap_err();
+    let foreign = app.verify_for(&game, SHOP).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::Unauthenticated);
+    assert_eq!(reason(&unknown), "TOKEN_INVALID");
+    assert_eq!(
+        (foreign.code(), reason(&foreign), foreign.message()),
+        (unknown.code(), reason(&unknown), unknown.message()),
+        "a foreign token looks unknown"
+    );
+
+    // Revoked, it still looks unknown to another app, revoked to its own.
+    app.revoke(&game, false).await.unwrap();
+    assert_error(
+        app.verify_for(&game, SHOP).await,
+        Code::Unauthenticated,
+        "TOKEN_INVALID",
+    );
+    assert_error(
+        app.verify_for(&game, GAME).await,
+        Code::Unauthenticated,
+        "TOKEN_REVOKED",
+    );
+
+    assert_error(
+        app.verify_for(&shop, "wxnotconfigured0").await,
+        Code::InvalidArgument,
+        "APP_UNKNOWN",
+    );
 }

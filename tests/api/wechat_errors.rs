@@ -2,6 +2,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tonic::Code;
+use wxauth::grpc::pb::ExchangeCodeRequest;
 
 use crate::helpers::{api_tests, assert_error, TestApp};
 
@@ -19,6 +20,8 @@ api_tests!(
     a_wechat_that_refuses_connections_gives_unavailable,
     a_wechat_that_never_answers_gives_unavailable_within_the_deadline,
     after_an_outage_the_same_code_can_be_retried,
+    short_caller_deadlines_do_not_open_the_circuit_breaker,
+    a_probe_cut_by_the_callers_deadline_neither_reopens_the_breaker_nor_blocks_it,
 );
 
 async fn exchange_with_fault(app: &TestApp, fault: serde_json::Value) -> Result<(), tonic::Status> {
@@ -176,4 +179,79 @@ async fn after_an_outage_the_same_code_can_be_retried() {
         .await;
     assert_error(app.exchange(&code).await, Code::Unavailable, "WECHAT_UNAVAILABLE");
     assert!(app.exchange(&code).await.is_ok());
+}
+
+/// ExchangeCode with a gRPC deadline of `timeout`.
+async fn exchange_within(app: &TestApp, code: &str, timeout: Duration) -> Result<(), tonic::Status> {
+    let mut request = tonic::Request::new(ExchangeCodeRequest {
+        code: code.into(),
+        ..Default::default()
+    });
+    request.set_timeout(timeout);
+    app.client.clone().exchange_code(request).await.map(|_| ())
+}
+
+/// A caller sending deadlines too short for WeChat (skipped calls) or
+/// shorter than a slow WeChat's answer (cut calls) must not stop every
+/// login: only WeChat's own failures count against the breaker.
+async fn short_caller_deadlines_do_not_open_the_circuit_breaker() {
+    let app = TestApp::spawn_with(|c| {
+        c.wechat_breaker_threshold = 5;
+        c.wechat_breaker_open = Duration::from_secs(600);
+    })
+    .await;
+    // A slow WeChat: each of the next five calls takes 1.5 s.
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "delay_ms": 1500, "times": 5}))
+        .await;
+    let mut codes = Vec::new();
+    for timeout in [100, 100, 100, 100, 100, 500, 500, 500, 500, 500] {
+        let code = app.sim.new_code().await.code;
+        let answer = exchange_within(&app, &code, Duration::from_millis(timeout)).await;
+        assert!(answer.is_err(), "{timeout} ms is too short: {answer:?}");
+        codes.push(code);
+    }
+    // Every code is still usable; each exchange waits for the background
+    // settling of its earlier attempt, so every cut call was recorded by
+    // the time the last one is asked. With the breaker open they would
+    // fail WECHAT_UNAVAILABLE without asking WeChat.
+    let mut token = String::new();
+    for code in &codes {
+        token = app.exchange(code).await.unwrap().session_token;
+    }
+    let check = app.check(&token).await.unwrap();
+    assert!(check.token_active && check.session_key_fresh, "{check:?}");
+    assert!(app.login_new_user().await.created);
+}
+
+/// The half-open breaker's one probe, cut by its caller's deadline, says
+/// nothing about WeChat: the breaker is not re-opened for another period,
+/// and the next call probes at once instead of waiting for the lost one.
+async fn a_probe_cut_by_the_callers_deadline_neither_reopens_the_breaker_nor_blocks_it() {
+    let app = TestApp::spawn_with(|c| {
+        c.wechat_retries = 0;
+        c.wechat_breaker_threshold = 2;
+        c.wechat_breaker_open = Duration::from_secs(10);
+    })
+    .await;
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "errcode": -1, "times": 2}))
+        .await;
+    for _ in 0..2 {
+        let code = app.sim.new_code().await.code;
+        assert_error(app.exchange(&code).await, Code::Unavailable, "WECHAT_UNAVAILABLE");
+    }
+    app.clock.advance(Duration::from_secs(11));
+    app.sim
+        .fault(json!({"endpoint": "jscode2session", "delay_ms": 1500, "times": 1}))
+        .await;
+    let code = app.sim.new_code().await.code;
+    assert!(exchange_within(&app, &code, Duration::from_millis(500))
+        .await
+        .is_err());
+    // Same code, no deadline: waits for the cut probe to settle, then is
+    // let through (the clock has not moved) and closes the breaker.
+    assert!(app.exchange(&code).await.is_ok());
+    assert!(app.login_new_user().await.created, "closed");
+    assert_eq!(app.sim.calls("jscode2session").await, 5);
 }

@@ -10,6 +10,10 @@ pub enum WechatError {
     /// 40163: the wx.login code was already used.
     #[error("code used (40163)")]
     CodeUsed,
+    /// A phone code presented with an openid it was not issued to (see
+    /// `client::phone::OPENID_MISMATCH`).
+    #[error("phone code of another user")]
+    PhoneCodeOfAnotherUser,
     /// 40226: WeChat's risk control blocked this user.
     #[error("user blocked (40226)")]
     UserBlocked,
@@ -42,6 +46,11 @@ pub enum WechatError {
     /// wxauth's own outbound limit for the app; nothing was sent.
     #[error("throttled")]
     Throttled(std::time::Duration),
+    /// The gRPC caller's deadline left no time for the call (`sent: false`)
+    /// or cut it short (`sent: true`). Not WeChat's failure: it never
+    /// counts against WeChat's circuit breaker.
+    #[error("the caller's deadline left no time for WeChat")]
+    CallerDeadline { sent: bool },
 }
 
 impl WechatError {
@@ -74,7 +83,23 @@ impl WechatError {
     /// Whether the request may have reached WeChat (and, for billed APIs,
     /// cost money): everything but wxauth's own refusals to send.
     pub fn was_sent(self) -> bool {
-        !matches!(self, Self::CircuitOpen | Self::Throttled(_))
+        !matches!(
+            self,
+            Self::CircuitOpen | Self::Throttled(_) | Self::CallerDeadline { sent: false }
+        )
+    }
+
+    /// Whether this says something about WeChat's health, for the circuit
+    /// breaker: `Some(false)` for WeChat's own failures (transport errors,
+    /// timeouts of wxauth's own budget, HTTP 5xx, errcode -1), `None` when
+    /// it says nothing (wxauth's own refusals, the caller's deadline),
+    /// `Some(true)` for any answer WeChat gave.
+    pub(super) fn health(self) -> Option<bool> {
+        match self {
+            Self::Unavailable => Some(false),
+            Self::CircuitOpen | Self::Throttled(_) | Self::CallerDeadline { .. } => None,
+            _ => Some(true),
+        }
     }
 }
 
@@ -131,5 +156,17 @@ mod tests {
         assert!(!WechatError::Throttled(std::time::Duration::ZERO).was_sent());
         assert!(WechatError::Unavailable.was_sent(), "may have reached WeChat");
         assert!(WechatError::CodeInvalid.was_sent());
+        assert!(!WechatError::CallerDeadline { sent: false }.was_sent());
+        assert!(WechatError::CallerDeadline { sent: true }.was_sent());
+    }
+
+    #[test]
+    fn only_wechats_own_failures_count_against_it() {
+        assert_eq!(WechatError::Unavailable.health(), Some(false));
+        assert_eq!(WechatError::CallerDeadline { sent: true }.health(), None);
+        assert_eq!(WechatError::CallerDeadline { sent: false }.health(), None);
+        assert_eq!(WechatError::CircuitOpen.health(), None);
+        assert_eq!(WechatError::CodeInvalid.health(), Some(true));
+        assert_eq!(WechatError::Malformed.health(), Some(true));
     }
 }

@@ -22,6 +22,10 @@ pub struct PhoneInfo {
 #[derive(Serialize)]
 struct PhoneRequest<'a> {
     code: &'a str,
+    /// With it WeChat checks that the code was issued to this user and
+    /// refuses it otherwise (wechat-push.md 7.1): a token of user A cannot
+    /// bind the number of user B by presenting B's phone code.
+    openid: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -65,20 +69,26 @@ impl StringOrNumber {
 }
 
 impl WechatClient {
-    /// `POST /wxa/business/getuserphonenumber`. Phone codes are single use
-    /// and live 5 minutes; a used, expired or unknown code is
-    /// [`WechatError::CodeInvalid`], a code of another app `Rejected(40013)`,
-    /// a stale token [`WechatError::AccessTokenInvalid`]. Each success costs
-    /// the app money: do not call twice for one code.
+    /// `POST /wxa/business/getuserphonenumber` for the user `openid`.
+    /// Phone codes are single use and live 5 minutes; a used, expired or
+    /// unknown code is [`WechatError::CodeInvalid`], a code issued to
+    /// another user [`WechatError::PhoneCodeOfAnotherUser`], a code of
+    /// another app `Rejected(40013)`, a stale token
+    /// [`WechatError::AccessTokenInvalid`]. Each success costs the app
+    /// money: do not call twice for one code.
     pub async fn phone_number(
         &self,
         app_id: &str,
         access_token: &str,
         phone_code: &str,
+        openid: &str,
     ) -> Result<PhoneInfo, WechatError> {
         let url = format!("{}/wxa/business/getuserphonenumber", self.base_url);
         let query = [("access_token", access_token)];
-        let request = PhoneRequest { code: phone_code };
+        let request = PhoneRequest {
+            code: phone_code,
+            openid,
+        };
         let body: PhoneBody = self
             .call(app_id, "getuserphonenumber", || {
                 self.http.post(&url).query(&query).json(&request)
@@ -92,14 +102,22 @@ pub(super) fn parse(body: &[u8]) -> Result<PhoneInfo, WechatError> {
     super::decode(body).and_then(phone_info_from)
 }
 
+/// The errcode wxauth takes for "this phone code was not issued to that
+/// openid". WeChat documents the check but not its errcode (wechat-push.md
+/// 7.1); 40003 is WeChat's "invalid openid", and what the simulator answers.
+/// Should WeChat answer 40029 instead, the code is refused all the same
+/// (PHONE_CODE_INVALID).
+pub const OPENID_MISMATCH: i64 = 40003;
+
 fn phone_info_from(body: PhoneBody) -> Result<PhoneInfo, WechatError> {
-    if body.errcode != 0 {
-        return Err(WechatError::from_token_api_errcode(body.errcode));
+    match body.errcode {
+        0 => {}
+        OPENID_MISMATCH => return Err(WechatError::PhoneCodeOfAnotherUser),
+        errcode => return Err(WechatError::from_token_api_errcode(errcode)),
     }
+    // Whether the number is one is `phone::checks`' to say (a clear
+    // PHONE_DATA_INVALID), not a malformed answer's.
     let info = body.phone_info.ok_or(WechatError::Malformed)?;
-    if info.pure_phone_number.is_empty() {
-        return Err(WechatError::Malformed);
-    }
     Ok(PhoneInfo {
         phone_number: info.phone_number,
         pure_phone_number: info.pure_phone_number,
@@ -130,6 +148,15 @@ mod tests {
     }
 
     #[test]
+    fn the_request_carries_the_users_openid() {
+        let body = serde_json::to_string(&PhoneRequest {
+            code: "c",
+            openid: "o1",
+        });
+        assert_eq!(body.unwrap(), r#"{"code":"c","openid":"o1"}"#);
+    }
+
+    #[test]
     fn a_missing_errcode_means_success_and_unknown_fields_are_ignored() {
         let info = parse(r#"{"phone_info":{"phoneNumber":"+1 2025550123","purePhoneNumber":"2025550123","countryCode":"1","watermark":{"appid":"wxapp","timestamp":1},"new":true}}"#).unwrap();
         assert_eq!(info.phone_number, "+1 2025550123");
@@ -141,6 +168,7 @@ mod tests {
     fn errcodes_map_to_what_the_caller_can_act_on() {
         let error = |errcode: i64| parse(&format!(r#"{{"errcode":{errcode},"errmsg":"x"}}"#));
         assert_eq!(error(40029), Err(WechatError::CodeInvalid));
+        assert_eq!(error(40003), Err(WechatError::PhoneCodeOfAnotherUser));
         assert_eq!(error(40013), Err(WechatError::Rejected(40013)));
         assert_eq!(error(42001), Err(WechatError::AccessTokenInvalid));
         assert_eq!(error(40001), Err(WechatError::AccessTokenInvalid));

@@ -113,9 +113,13 @@ pub(super) async fn stable_token_get(State(state): Sim) -> Response {
 struct PhoneCodeBody {
     #[serde(default)]
     code: String,
+    /// Optional: the code must then have been issued to this user.
+    #[serde(default)]
+    openid: String,
 }
 
-/// `POST /wxa/business/getuserphonenumber?access_token=`, body `{"code"}`.
+/// `POST /wxa/business/getuserphonenumber?access_token=`, body `{"code"}`
+/// or `{"code", "openid"}`.
 pub(super) async fn get_user_phone_number(
     State(state): Sim,
     Query(q): Query<HashMap<String, String>>,
@@ -126,7 +130,8 @@ pub(super) async fn get_user_phone_number(
             return error_body(47001);
         };
         let token = q.get("access_token").map(String::as_str).unwrap_or("");
-        match state.get_user_phone_number(token, &req.code) {
+        let openid = Some(req.openid.as_str()).filter(|o| !o.is_empty());
+        match state.get_user_phone_number(token, &req.code, openid) {
             Ok(info) => Json(json!({ "errcode": 0, "errmsg": "ok", "phone_info": info })).into_response(),
             Err(errcode) => error_body(errcode),
         }

@@ -6,6 +6,7 @@ pub fn errmsg(errcode: i64) -> String {
         -1 => "system error",
         40001 => "invalid credential, access_token is invalid or not latest, could get access_token by getStableAccessToken, more details at https://mmbizurl.cn/s/JtxxFh33r",
         40002 => "invalid grant_type",
+        40003 => "invalid openid",
         40013 => "invalid appid",
         40029 => "invalid code",
         40125 => "invalid appsecret",

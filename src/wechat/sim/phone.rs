@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::state::{random_string, Inner, SimState};
 use crate::crypto;
 use crate::secret::redacted_debug;
+use crate::wechat::client::OPENID_MISMATCH;
 
 /// A phone code lives 5 minutes and works once.
 pub const PHONE_CODE_TTL_MS: i64 = 5 * 60 * 1000;
@@ -64,6 +65,8 @@ pub struct Watermark {
 struct PhoneCode {
     /// The app whose user tapped the button (not the watermark's).
     app_id: String,
+    /// The user who tapped it.
+    openid: String,
     data: PhoneData,
     issued_at: i64,
     used: bool,
@@ -75,11 +78,12 @@ pub(super) struct PhoneCodes {
 }
 
 impl PhoneCodes {
-    fn mint(&mut self, app_id: String, data: PhoneData, now: i64) -> String {
+    fn mint(&mut self, app_id: String, openid: String, data: PhoneData, now: i64) -> String {
         self.codes.retain(|_, c| now - c.issued_at <= PHONE_CODE_TTL_MS);
         let code = random_string(64);
         let entry = PhoneCode {
             app_id,
+            openid,
             data,
             issued_at: now,
             used: false,
@@ -88,7 +92,7 @@ impl PhoneCodes {
         code
     }
 
-    fn redeem(&mut self, app_id: &str, code: &str, now: i64) -> Result<PhoneData, i64> {
+    fn redeem(&mut self, app_id: &str, code: &str, openid: Option<&str>, now: i64) -> Result<PhoneData, i64> {
         let entry = self.codes.get_mut(code).ok_or(40029)?;
         if entry.used || now - entry.issued_at > PHONE_CODE_TTL_MS {
             return Err(40029);
@@ -96,6 +100,11 @@ impl PhoneCodes {
         if entry.app_id != app_id {
             // "请求appid身份与获取code的小程序appid不匹配"; the code stays usable.
             return Err(40013);
+        }
+        if openid.is_some_and(|o| o != entry.openid) {
+            // "填入后会校验openid和code的绑定关系，并在不匹配时直接报错返回":
+            // WeChat documents no errcode; the code stays usable by its user.
+            return Err(OPENID_MISMATCH);
         }
         entry.used = true;
         Ok(entry.data.clone())
@@ -159,16 +168,22 @@ impl SimState {
         Ok(PhoneResponse {
             encrypted_data: STANDARD.encode(encrypted),
             iv: STANDARD.encode(iv),
-            phone_code: inner.phone_codes.mint(user_app, data, now),
+            phone_code: inner.phone_codes.mint(user_app, req.openid, data, now),
         })
     }
 
-    /// `POST /wxa/business/getuserphonenumber`.
-    pub fn get_user_phone_number(&self, access_token: &str, code: &str) -> Result<PhoneData, i64> {
+    /// `POST /wxa/business/getuserphonenumber`; with `openid`, a code
+    /// issued to another user is refused (errcode [`OPENID_MISMATCH`]).
+    pub fn get_user_phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+        openid: Option<&str>,
+    ) -> Result<PhoneData, i64> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let app_id = inner.tokens.app_of(access_token, now)?.to_owned();
-        inner.phone_codes.redeem(&app_id, code, now)
+        inner.phone_codes.redeem(&app_id, code, openid, now)
     }
 }
 
@@ -226,13 +241,26 @@ mod tests {
             ..request(&openid)
         };
         let code = s.phone(req).unwrap().phone_code;
-        let data = s.get_user_phone_number(&token, &code).unwrap();
+        let data = s.get_user_phone_number(&token, &code, None).unwrap();
         assert_eq!(data.phone_number, "+113580006666");
         assert_eq!(data.pure_phone_number, "13580006666");
         assert_eq!(data.country_code, "1");
         assert_eq!(data.watermark.appid, "wxapp");
         assert_eq!(data.watermark.timestamp, clock.now_ms() / 1000);
-        assert_eq!(s.get_user_phone_number(&token, &code), Err(40029));
+        assert_eq!(s.get_user_phone_number(&token, &code, None), Err(40029));
+    }
+
+    #[test]
+    fn a_phone_code_presented_with_another_openid_is_refused_and_stays_usable() {
+        let (s, _, openid, token) = sim();
+        let code = s.phone(request(&openid)).unwrap().phone_code;
+        let other = s.login(LoginRequest::default()).unwrap().openid;
+        assert_eq!(
+            s.get_user_phone_number(&token, &code, Some(&other)),
+            Err(OPENID_MISMATCH)
+        );
+        let data = s.get_user_phone_number(&token, &code, Some(&openid)).unwrap();
+        assert_eq!(data.pure_phone_number, "13580006666");
     }
 
     #[test]
@@ -240,18 +268,18 @@ mod tests {
         let (s, clock, openid, token) = sim();
         let code = s.phone(request(&openid)).unwrap().phone_code;
         clock.advance(Duration::from_secs(301));
-        assert_eq!(s.get_user_phone_number(&token, &code), Err(40029));
+        assert_eq!(s.get_user_phone_number(&token, &code, None), Err(40029));
     }
 
     #[test]
     fn bad_tokens_and_foreign_apps_are_refused_without_using_the_code() {
         let (s, _, openid, token) = sim();
         let code = s.phone(request(&openid)).unwrap().phone_code;
-        assert_eq!(s.get_user_phone_number("bogus", &code), Err(40001));
+        assert_eq!(s.get_user_phone_number("bogus", &code, None), Err(40001));
         let other = s.stable_token("wxb", "s2", false).unwrap().access_token;
-        assert_eq!(s.get_user_phone_number(&other, &code), Err(40013));
-        assert!(s.get_user_phone_number(&token, &code).is_ok());
-        assert_eq!(s.get_user_phone_number(&token, "unknown"), Err(40029));
+        assert_eq!(s.get_user_phone_number(&other, &code, None), Err(40013));
+        assert!(s.get_user_phone_number(&token, &code, None).is_ok());
+        assert_eq!(s.get_user_phone_number(&token, "unknown", None), Err(40029));
     }
 
     #[test]
@@ -262,7 +290,7 @@ mod tests {
             ..request(&openid)
         };
         let code = s.phone(req).unwrap().phone_code;
-        let data = s.get_user_phone_number(&token, &code).unwrap();
+        let data = s.get_user_phone_number(&token, &code, None).unwrap();
         assert_eq!(data.watermark.appid, "wxforeign");
     }
 

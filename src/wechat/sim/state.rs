@@ -18,6 +18,12 @@ use crate::secret::{redacted_debug, REDACTED};
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
 /// WeChat's per-user jscode2session quota ("每个用户每分钟100次").
 pub const USER_MINUTE_QUOTA: u32 = 100;
+/// Outstanding wx.login codes kept at most: a simulator flooded with
+/// `/sim/login` keeps bounded memory (expired codes go first, then the oldest).
+pub const MAX_CODES: usize = 100_000;
+/// Users kept at most; past it, the one that logged in least recently is
+/// forgotten (its codes then answer 40029, like an unknown code).
+pub const MAX_USERS: usize = 100_000;
 
 pub struct SimUser {
     pub unionid: Option<String>,
@@ -25,6 +31,8 @@ pub struct SimUser {
     pub blocked: bool,
     quota_minute: i64,
     quota_used: u32,
+    /// When wx.login last ran for this user: who goes first past [`MAX_USERS`].
+    last_login: i64,
 }
 
 #[derive(Debug)]
@@ -55,7 +63,7 @@ pub struct LoginResponse {
     pub session_key: String,
 }
 
-redacted_debug!(SimUser { unionid, blocked, quota_minute, quota_used } hiding { session_key });
+redacted_debug!(SimUser { unionid, blocked, quota_minute, quota_used, last_login } hiding { session_key });
 redacted_debug!(LoginRequest { app_id, openid, unionid, blocked } hiding { session_key });
 redacted_debug!(LoginResponse { openid, unionid } hiding { code, session_key });
 
@@ -88,6 +96,8 @@ pub struct SimState {
     pub(super) clock: Clock,
     apps: HashMap<String, String>,
     pub(super) default_app: String,
+    /// [`MAX_CODES`] and [`MAX_USERS`], smaller in unit tests.
+    caps: (usize, usize),
     inner: std::sync::Mutex<Inner>,
 }
 
@@ -123,8 +133,15 @@ impl SimState {
             clock,
             apps: apps.into_iter().collect(),
             default_app,
+            caps: (MAX_CODES, MAX_USERS),
             inner: Default::default(),
         }
+    }
+
+    #[cfg(test)]
+    fn with_caps(mut self, codes: usize, users: usize) -> Self {
+        self.caps = (codes, users);
+        self
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -142,6 +159,8 @@ impl SimState {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         inner.purge_codes(now);
+        let (max_codes, max_users) = self.caps;
+        inner.make_room(now, max_codes, max_users, &(app_id.clone(), openid.clone()));
         let user = inner
             .users
             .entry((app_id.clone(), openid.clone()))
@@ -151,7 +170,9 @@ impl SimState {
                 blocked: false,
                 quota_minute: 0,
                 quota_used: 0,
+                last_login: now,
             });
+        user.last_login = now;
         if let Some(u) = req.unionid.filter(|u| !u.is_empty()) {
             user.unionid = Some(u);
         }
@@ -210,10 +231,10 @@ impl SimState {
         }
         entry.used = true;
         let key = (entry.app_id.clone(), entry.openid.clone());
-        let user = inner
-            .users
-            .get_mut(&key)
-            .expect("codes are minted for known users");
+        // Forgotten past MAX_USERS: like a code WeChat no longer knows.
+        let Some(user) = inner.users.get_mut(&key) else {
+            return Code2Session::Err(40029);
+        };
         if user.blocked {
             return Code2Session::Err(40226);
         }
@@ -243,6 +264,28 @@ impl Inner {
         }
         self.last_purge = now;
         self.codes.retain(|_, c| now - c.issued_at <= CODE_TTL_MS);
+    }
+
+    /// Keeps the codes under `max_codes` (expired first, then the oldest)
+    /// and, if `user` is new, the users under `max_users` (the least
+    /// recently logged in goes). Scans only when a cap is reached.
+    fn make_room(&mut self, now: i64, max_codes: usize, max_users: usize, user: &(String, String)) {
+        if self.codes.len() >= max_codes {
+            self.codes.retain(|_, c| now - c.issued_at <= CODE_TTL_MS);
+        }
+        while self.codes.len() >= max_codes.max(1) {
+            let oldest = self.codes.iter().min_by_key(|(_, c)| c.issued_at);
+            let Some(oldest) = oldest.map(|(code, _)| code.clone()) else {
+                break;
+            };
+            self.codes.remove(&oldest);
+        }
+        if self.users.len() >= max_users.max(1) && !self.users.contains_key(user) {
+            let stalest = self.users.iter().min_by_key(|(_, u)| u.last_login);
+            if let Some(stalest) = stalest.map(|(key, _)| key.clone()) {
+                self.users.remove(&stalest);
+            }
+        }
     }
 }
 
@@ -353,6 +396,61 @@ mod tests {
         assert!(
             printed[1].contains(&login.openid),
             "what is not secret still shows"
+        );
+    }
+
+    #[test]
+    fn codes_expire_after_their_life_and_the_maps_stay_capped() {
+        let clock = Clock::adjustable();
+        let s = SimState::new(clock.clone(), vec![("wxapp".into(), "secret".into())]).with_caps(3, 2);
+        let first = s.login(LoginRequest::default()).unwrap();
+        clock.advance(Duration::from_secs(301));
+        let second = s.login(LoginRequest::default()).unwrap();
+        assert_eq!(s.lock().codes.len(), 1, "the expired code is gone");
+        assert_eq!(
+            s.jscode2session("wxapp", "secret", &first.code),
+            Code2Session::Err(40029)
+        );
+        let mut last = None;
+        for _ in 0..10 {
+            clock.advance(Duration::from_millis(1));
+            let again = LoginRequest {
+                openid: Some(second.openid.clone()),
+                ..Default::default()
+            };
+            last = Some(s.login(again).unwrap());
+        }
+        assert_eq!(s.lock().codes.len(), 3, "capped");
+        let last = last.unwrap();
+        assert!(
+            matches!(
+                s.jscode2session("wxapp", "secret", &last.code),
+                Code2Session::Ok { .. }
+            ),
+            "the newest codes are kept"
+        );
+        assert_eq!(
+            s.jscode2session("wxapp", "secret", &second.code),
+            Code2Session::Err(40029),
+            "the oldest went first"
+        );
+        for _ in 0..5 {
+            clock.advance(Duration::from_millis(1));
+            s.login(LoginRequest::default()).unwrap();
+        }
+        assert_eq!(s.lock().users.len(), 2, "capped");
+    }
+
+    #[test]
+    fn a_code_of_a_forgotten_user_is_invalid_not_a_panic() {
+        let clock = Clock::adjustable();
+        let s = SimState::new(clock.clone(), vec![("wxapp".into(), "secret".into())]).with_caps(10, 1);
+        let forgotten = s.login(LoginRequest::default()).unwrap();
+        clock.advance(Duration::from_millis(1));
+        s.login(LoginRequest::default()).unwrap();
+        assert_eq!(
+            s.jscode2session("wxapp", "secret", &forgotten.code),
+            Code2Session::Err(40029)
         );
     }
 
