@@ -8,6 +8,9 @@ pub mod callers;
 mod convert;
 pub(crate) mod requests;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use access::Access;
 pub use auth::AuthApi;
 

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::crypto::{Sealed, SessionId};
-use crate::error::{Error, Result};
-use crate::model::{
+use crate::domain::crypto::{Sealed, SessionId};
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, TokenPolicy,
     User,
 };
-use crate::secret::Secret;
-use crate::token_cache::ChangeSink;
+use crate::domain::secret::Secret;
+use crate::session::cache::ChangeSink;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -185,7 +185,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Starts delivering changes other writers commit (revocations, user
     /// changes) and heartbeats to `sink`, for caches; see
-    /// [`crate::token_cache`]. `None` when nobody else writes to this
+    /// [`crate::session::cache`]. `None` when nobody else writes to this
     /// database (SQLite serves one process), so there is nothing to watch.
     fn watch_changes(&self, sink: ChangeSink) -> Option<tokio::task::JoinHandle<()>>;
 

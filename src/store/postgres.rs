@@ -13,12 +13,12 @@ use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
     SecretColumn, Store, Touch,
 };
-use crate::crypto::SessionId;
-use crate::error::Result;
-use crate::model::{
+use crate::domain::crypto::SessionId;
+use crate::domain::error::Result;
+use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
 };
-use crate::token_cache::ChangeSink;
+use crate::session::cache::ChangeSink;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -476,8 +476,8 @@ mod tests {
     use sqlx::PgPool;
 
     use super::PgStore;
-    use crate::crypto::random_bytes;
-    use crate::error::Error;
+    use crate::domain::crypto::random_bytes;
+    use crate::domain::error::Error;
     use crate::store::testing::PgSchema;
     use crate::store::{PoolSettings, Store};
 

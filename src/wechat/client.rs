@@ -18,9 +18,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::clock::Clock;
-use crate::model::WechatSession;
-use crate::secret::Secret;
+use crate::domain::clock::Clock;
+use crate::domain::model::WechatSession;
+use crate::domain::secret::Secret;
 use crate::wechat::guard::{self, Guard, GuardConfig};
 
 pub use error::WechatError;
@@ -146,7 +146,7 @@ impl WechatClient {
                     Err(WechatError::Unavailable) => "unavailable".to_owned(),
                     Err(_) => "malformed".to_owned(),
                 };
-                crate::metrics::wechat_attempt(endpoint, label, started.elapsed());
+                crate::domain::metrics::wechat_attempt(endpoint, label, started.elapsed());
                 outcome
             };
             let failure = match outcome {
@@ -169,7 +169,7 @@ impl WechatClient {
                 backoff_ms = backoff.as_millis() as u64,
                 "retrying WeChat call"
             );
-            crate::metrics::wechat_retry(endpoint);
+            crate::domain::metrics::wechat_retry(endpoint);
             tokio::time::sleep(backoff).await;
         }
     }
@@ -242,7 +242,7 @@ fn session_from(body: Code2SessionBody) -> Result<WechatSession, WechatError> {
 
 /// What every endpoint makes of one response body, exactly as a real call
 /// would parse it: for the fuzz targets and property tests
-/// ([`crate::fuzzing`]).
+/// ([`crate::grpc::fuzzing`]).
 #[derive(Debug)]
 pub(crate) struct Parsed {
     pub jscode2session: Result<WechatSession, WechatError>,

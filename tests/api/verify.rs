@@ -36,7 +36,7 @@ async fn tampered_truncated_and_garbage_tokens_are_invalid() {
         "",
         "not-a-token",
         // Longer than this is INVALID_ARGUMENT (tests/api/request_limits.rs).
-        &"A".repeat(wxauth::validation::SESSION_TOKEN_MAX),
+        &"A".repeat(wxauth::domain::validation::SESSION_TOKEN_MAX),
     ] {
         assert_error(app.verify(bad).await, Code::Unauthenticated, "TOKEN_INVALID");
     }
@@ -60,8 +60,8 @@ async fn a_correctly_signed_token_without_a_session_is_invalid() {
     // Minted with this deployment's own key, for an id no login issued.
     let key = app.config.server_key.as_ref().unwrap().expose();
     let raw = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
-    let keys = wxauth::crypto::ServerKeys::derive(&raw);
-    let forged = keys.mint_token(wxauth::crypto::SessionId::random());
+    let keys = wxauth::domain::crypto::ServerKeys::derive(&raw);
+    let forged = keys.mint_token(wxauth::domain::crypto::SessionId::random());
     assert_error(
         app.verify(forged.expose()).await,
         Code::Unauthenticated,
