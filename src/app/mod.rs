@@ -22,8 +22,8 @@ use crate::domain::apps::{App, Apps};
 use crate::domain::clock::{ms, Clock};
 use crate::domain::crypto::{random_bytes, ServerKeys};
 use crate::domain::model::TokenPolicy;
+use crate::domain::model::CODE_TTL_MS;
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
-use crate::login::CODE_TTL_MS;
 use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
 use crate::sim::Simulator;
 use crate::store;
@@ -80,7 +80,7 @@ impl Application {
                 app_id,
                 secret: DEV_APP_SECRET.into(),
             };
-            (vec![App::from_config(config, creds)], Some(sim), base_url)
+            (vec![config.app(creds)], Some(sim), base_url)
         };
         let store = store::connect(&config.database_url, &config.pool_settings())
             .await
@@ -290,12 +290,12 @@ fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
             .app_id
             .clone()
             .context("WXAUTH_APP_ID is required when WXAUTH_APP_SECRET is set")?;
-        return Ok(vec![App::from_config(config, AppCredentials { app_id, secret })]);
+        return Ok(vec![config.app(AppCredentials { app_id, secret })]);
     }
     let apps = config
         .apps
         .iter()
-        .map(|entry| App::from_entry(config, entry))
+        .map(|entry| config.app_from_entry(entry))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut ids: Vec<_> = apps.iter().map(App::id).collect();
     ids.sort_unstable();

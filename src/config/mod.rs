@@ -1,6 +1,7 @@
 //! Configuration: command-line flags, each with a `WXAUTH_*` environment
 //! variable. The doc comments are `wxauth --help`. The only module that
 //! reads the environment.
+pub mod apps;
 pub mod file;
 
 use std::net::SocketAddr;

@@ -3,6 +3,9 @@
 use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::secret::Secret;
 
+/// A wx.login code lives 5 minutes; so does wxauth's memory of it.
+pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
+
 /// A user of one mini program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {

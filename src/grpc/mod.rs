@@ -7,6 +7,7 @@ mod auth;
 pub mod callers;
 mod convert;
 pub(crate) mod requests;
+pub mod status;
 
 #[doc(hidden)]
 pub mod fuzzing;

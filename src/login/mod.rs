@@ -25,8 +25,7 @@ use crate::service::Wxauth;
 use crate::store::{failure_error, Claim, CodeState, NewLogin};
 use crate::wechat::guard::spawn_with_caller_deadline;
 
-/// A wx.login code lives 5 minutes; so does our memory of it.
-pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
+pub use crate::domain::model::CODE_TTL_MS;
 
 /// A completed login.
 #[derive(Clone, Debug)]

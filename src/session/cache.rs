@@ -29,22 +29,7 @@ use crate::domain::model::{Session, User};
 /// unnoticed by this replica's cache.
 pub const REVOCATION_BOUND: Duration = Duration::from_secs(1);
 
-/// A change another writer committed, as the store's change feed reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Change {
-    /// A session was revoked.
-    Session(SessionId),
-    /// What VerifyToken returns about a user changed, or all their sessions
-    /// were revoked.
-    User(String),
-    /// Changes may have been missed (the feed reconnected): forget everything.
-    All,
-    /// Every change committed before `sent` has been delivered.
-    Heartbeat { sent: Instant },
-}
-
-/// Receives the store's change feed, in commit order.
-pub type ChangeSink = Arc<dyn Fn(Change) + Send + Sync>;
+pub use crate::store::{Change, ChangeSink};
 
 /// A cached session with its user. `last_seen_at` moves when this replica
 /// records use of the session, so idle expiry stays right between reads.

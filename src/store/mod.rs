@@ -4,6 +4,7 @@
 //! this module.
 #[cfg(test)]
 mod contract_tests;
+mod errors;
 mod pg_changes;
 mod postgres;
 mod rows;
@@ -13,7 +14,7 @@ mod sqlite;
 pub mod testing;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -24,10 +25,27 @@ use crate::domain::model::{
     User,
 };
 use crate::domain::secret::Secret;
-use crate::session::cache::ChangeSink;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// A change another writer committed, as the change feed reports it (the
+/// VerifyToken cache in `crate::session::cache` listens).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A session was revoked.
+    Session(SessionId),
+    /// What VerifyToken returns about a user changed, or all their sessions
+    /// were revoked.
+    User(String),
+    /// Changes may have been missed (the feed reconnected): forget everything.
+    All,
+    /// Every change committed before `sent` has been delivered.
+    Heartbeat { sent: Instant },
+}
+
+/// Receives the store's change feed, in commit order.
+pub type ChangeSink = Arc<dyn Fn(Change) + Send + Sync>;
 
 /// A background task of a store, stopped when the store is dropped.
 #[derive(Debug)]

@@ -17,8 +17,8 @@ use sqlx::PgPool;
 
 use super::AbortOnDrop;
 
+use super::{Change, ChangeSink};
 use crate::domain::crypto::{random_bytes, SessionId};
-use crate::session::cache::{Change, ChangeSink};
 
 pub const CHANNEL: &str = "wxauth_changes";
 const HEARTBEAT: Duration = Duration::from_millis(250);

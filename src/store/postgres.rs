@@ -9,6 +9,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
+use super::ChangeSink;
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
     SecretColumn, Store, Touch,
@@ -18,7 +19,6 @@ use crate::domain::error::Result;
 use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
 };
-use crate::session::cache::ChangeSink;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

@@ -17,6 +17,7 @@ use sqlx::{FromRow, Row, SqlitePool};
 
 use super::rows::{ClaimRow, UPSERT_USER};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
+use super::ChangeSink;
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
     SecretColumn, Store, Touch,
@@ -26,7 +27,6 @@ use crate::domain::error::Result;
 use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
 };
-use crate::session::cache::ChangeSink;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 

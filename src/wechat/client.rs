@@ -27,12 +27,7 @@ pub use error::WechatError;
 pub use phone::PhoneInfo;
 pub use token::AccessToken;
 
-/// The credentials of one mini program.
-#[derive(Clone, Debug)]
-pub struct AppCredentials {
-    pub app_id: String,
-    pub secret: Secret<String>,
-}
+pub use crate::domain::apps::AppCredentials;
 
 /// Timeouts and retries for WeChat calls.
 #[derive(Clone, Copy, Debug)]

@@ -1,4 +1,5 @@
 //! WeChat's errcodes, reduced to what callers can act on.
+use crate::domain::error::Error;
 
 /// How WeChat calls fail, as far as callers care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -131,5 +132,25 @@ mod tests {
         assert!(!WechatError::Throttled(std::time::Duration::ZERO).was_sent());
         assert!(WechatError::Unavailable.was_sent(), "may have reached WeChat");
         assert!(WechatError::CodeInvalid.was_sent());
+    }
+}
+
+impl From<WechatError> for Error {
+    fn from(e: WechatError) -> Self {
+        match e {
+            WechatError::CodeInvalid => Error::CodeInvalid,
+            WechatError::CodeUsed => Error::CodeUsed,
+            WechatError::UserBlocked => Error::UserBlocked,
+            WechatError::RateLimited(_) => Error::WechatRateLimited,
+            WechatError::Unavailable | WechatError::CircuitOpen => Error::WechatUnavailable,
+            WechatError::Throttled(retry_after) => Error::RateLimited { retry_after },
+            // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
+            other @ (WechatError::Rejected(_)
+            | WechatError::Malformed
+            | WechatError::AccessTokenInvalid
+            | WechatError::InvalidSignature) => {
+                Error::internal(anyhow::anyhow!("WeChat call failed: {other}"))
+            }
+        }
     }
 }
