@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use wxauth::crypto::{
+use wxauth::domain::crypto::{
     aes_cbc_decrypt, aes_cbc_encrypt, constant_time_eq, decode_wechat_base64, session_key_bytes,
     session_signature, user_info_signature, ServerKeys, SessionId, Slot,
 };
-use wxauth::model::{Session, User};
-use wxauth::token_cache::TokenCache;
+use wxauth::domain::model::{Session, User};
+use wxauth::session::cache::TokenCache;
 use wxauth::wechat::payload::{self, PhonePayload};
 
 // Official vector V1 of the WeChat reference: a real getPhoneNumber-style

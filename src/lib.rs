@@ -36,38 +36,18 @@
 
 pub mod access_token;
 pub mod app;
-pub mod apps;
-pub mod at_rest;
-pub mod check;
-pub mod clock;
 pub mod config;
-pub mod config_file;
-pub mod crypto;
-pub mod error;
+pub mod domain;
 pub mod grpc;
-pub mod health;
-pub mod last_seen;
-pub mod limits;
 pub mod login;
-pub mod metrics;
-pub mod model;
 pub mod phone;
-pub mod phone_code;
-pub mod secret;
 pub mod service;
 pub mod session;
-pub mod session_loader;
+pub mod sim;
 pub mod store;
-pub mod telemetry;
-pub mod token_cache;
-pub mod user_info;
 pub mod users;
-pub mod validation;
 pub mod wechat;
 
-#[doc(hidden)]
-pub mod fuzzing;
-
 pub use app::Application;
-pub use clock::Clock;
 pub use config::Config;
+pub use domain::clock::Clock;

@@ -1,11 +1,12 @@
+use wxauth::app::telemetry;
 use wxauth::app::{shutdown_signal, Application};
 use wxauth::config::Command;
-use wxauth::wechat::sim::Simulator;
-use wxauth::{telemetry, Clock};
+use wxauth::sim::Simulator;
+use wxauth::Clock;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = match wxauth::config_file::parse_cli(std::env::args_os()) {
+    let cli = match wxauth::config::file::parse_cli(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => match e.downcast::<clap::Error>() {
             Ok(clap_error) => clap_error.exit(),
@@ -22,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
             running.stop().await;
             Ok(())
         }
-        Some(Command::Check(check)) => match wxauth::check::check(&check).await {
+        Some(Command::Check(check)) => match wxauth::app::check::check(&check).await {
             Ok(true) => {
                 println!("SERVING");
                 Ok(())

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use crate::access_token::AccessTokens;
-use crate::apps::Apps;
-use crate::clock::Clock;
-use crate::crypto::ServerKeys;
-use crate::last_seen::LastSeen;
+use crate::domain::apps::Apps;
+use crate::domain::clock::Clock;
+use crate::domain::crypto::ServerKeys;
+use crate::domain::model::{Phone, TokenPolicy};
 use crate::login::LoginOutcome;
-use crate::model::{Phone, TokenPolicy};
-use crate::session_loader::SessionLoader;
+use crate::session::cache::TokenCache;
+use crate::session::last_seen::LastSeen;
+use crate::session::loader::SessionLoader;
 use crate::store::Store;
-use crate::token_cache::TokenCache;
 use crate::wechat::WechatClient;
 
 pub struct Wxauth {
@@ -165,7 +165,7 @@ impl Wxauth {
     }
 
     /// When a session dies if it keeps being used.
-    pub fn expires_at(&self, session: &crate::model::Session) -> i64 {
+    pub fn expires_at(&self, session: &crate::domain::model::Session) -> i64 {
         session.effective_expiry(self.policy_of(&session.app_id))
     }
 }

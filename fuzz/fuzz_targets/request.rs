@@ -1,4 +1,4 @@
-//! Request validation on any protobuf bytes (first byte: which message). See `wxauth::fuzzing::request` for what must hold.
+//! Request validation on any protobuf bytes (first byte: which message). See `wxauth::grpc::fuzzing::request` for what must hold.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| wxauth::fuzzing::request(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wxauth::grpc::fuzzing::request(data));

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
 use super::requests;
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
 use crate::service::Wxauth;
 use crate::wechat::guard::with_caller_deadline;
 
@@ -200,7 +200,7 @@ async fn observe<T>(
     let started = std::time::Instant::now();
     let result = call.await;
     let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
-    crate::metrics::rpc(method, code, started.elapsed());
+    crate::domain::metrics::rpc(method, code, started.elapsed());
     result
 }
 

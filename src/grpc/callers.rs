@@ -16,8 +16,8 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
-use crate::config_file::CallerEntry;
-use crate::error::Error;
+use crate::config::file::CallerEntry;
+use crate::domain::error::Error;
 
 /// The methods of `wxauth.v1.AuthService`, as `[[callers]]` name them.
 pub const METHODS: [&str; 7] = [

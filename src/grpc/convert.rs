@@ -1,6 +1,6 @@
 //! Domain -> proto conversions (requests: [`super::requests`]).
 use super::pb;
-use crate::model::User;
+use crate::domain::model::User;
 use crate::session::{SessionAction, SessionCheck};
 
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {

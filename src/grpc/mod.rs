@@ -7,6 +7,10 @@ mod auth;
 pub mod callers;
 mod convert;
 pub(crate) mod requests;
+pub mod status;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use access::Access;
 pub use auth::AuthApi;

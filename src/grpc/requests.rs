@@ -1,14 +1,14 @@
 //! Request messages to domain input. Every field of every request is
-//! checked here against [`crate::validation`]'s limits before the domain
+//! checked here against [`crate::domain::validation`]'s limits before the domain
 //! sees the request, so before any I/O, and a violation names the field by
 //! its path in the message.
 use super::pb;
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
+use crate::domain::validation::{self, CipherFields};
+use crate::login::user_info::UserInfoInput;
 use crate::login::ExchangeOptions;
 use crate::phone::PhoneSource;
-use crate::user_info::UserInfoInput;
 use crate::users::UserKey;
-use crate::validation::{self, CipherFields};
 
 /// ExchangeCode's input.
 #[derive(Debug)]

@@ -1,8 +1,8 @@
 //! What phone data wxauth accepts, whoever decrypted or fetched it: a
 //! phone number shaped like one, and a watermark time that is neither too
 //! old (a replay) nor in the future. Pure functions of their inputs.
-use crate::error::{Error, Result};
-use crate::model::Phone;
+use crate::domain::error::{Error, Result};
+use crate::domain::model::Phone;
 
 /// How far ahead of our clock a watermark may be: clocks of WeChat and of
 /// this host differ a little; more than this is not a real authorisation.

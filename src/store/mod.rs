@@ -4,6 +4,7 @@
 //! this module.
 #[cfg(test)]
 mod contract_tests;
+mod errors;
 mod pg_changes;
 mod postgres;
 mod rows;
@@ -13,21 +14,38 @@ mod sqlite;
 pub mod testing;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::crypto::{Sealed, SessionId};
-use crate::error::{Error, Result};
-use crate::model::{
+use crate::domain::crypto::{Sealed, SessionId};
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, TokenPolicy,
     User,
 };
-use crate::secret::Secret;
-use crate::token_cache::ChangeSink;
+use crate::domain::secret::Secret;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// A change another writer committed, as the change feed reports it (the
+/// VerifyToken cache in `crate::session::cache` listens).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A session was revoked.
+    Session(SessionId),
+    /// What VerifyToken returns about a user changed, or all their sessions
+    /// were revoked.
+    User(String),
+    /// Changes may have been missed (the feed reconnected): forget everything.
+    All,
+    /// Every change committed before `sent` has been delivered.
+    Heartbeat { sent: Instant },
+}
+
+/// Receives the store's change feed, in commit order.
+pub type ChangeSink = Arc<dyn Fn(Change) + Send + Sync>;
 
 /// A background task of a store, stopped when the store is dropped.
 #[derive(Debug)]
@@ -185,7 +203,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Starts delivering changes other writers commit (revocations, user
     /// changes) and heartbeats to `sink`, for caches; see
-    /// [`crate::token_cache`]. `None` when nobody else writes to this
+    /// [`crate::session::cache`]. `None` when nobody else writes to this
     /// database (SQLite serves one process), so there is nothing to watch.
     fn watch_changes(&self, sink: ChangeSink) -> Option<tokio::task::JoinHandle<()>>;
 

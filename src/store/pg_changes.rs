@@ -17,8 +17,8 @@ use sqlx::PgPool;
 
 use super::AbortOnDrop;
 
-use crate::crypto::{random_bytes, SessionId};
-use crate::token_cache::{Change, ChangeSink};
+use super::{Change, ChangeSink};
+use crate::domain::crypto::{random_bytes, SessionId};
 
 pub const CHANNEL: &str = "wxauth_changes";
 const HEARTBEAT: Duration = Duration::from_millis(250);

@@ -9,16 +9,16 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
+use super::ChangeSink;
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
     SecretColumn, Store, Touch,
 };
-use crate::crypto::SessionId;
-use crate::error::Result;
-use crate::model::{
+use crate::domain::crypto::SessionId;
+use crate::domain::error::Result;
+use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
 };
-use crate::token_cache::ChangeSink;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -476,8 +476,8 @@ mod tests {
     use sqlx::PgPool;
 
     use super::PgStore;
-    use crate::crypto::random_bytes;
-    use crate::error::Error;
+    use crate::domain::crypto::random_bytes;
+    use crate::domain::error::Error;
     use crate::store::testing::PgSchema;
     use crate::store::{PoolSettings, Store};
 

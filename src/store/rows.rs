@@ -4,10 +4,10 @@
 use sqlx::FromRow;
 
 use super::{CodeState, PlainSecret};
-use crate::crypto::{Sealed, SessionId};
-use crate::error::{Error, Result};
-use crate::model::{Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User};
-use crate::secret::Secret;
+use crate::domain::crypto::{Sealed, SessionId};
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User};
+use crate::domain::secret::Secret;
 
 /// What a login's user upsert changes on a known user, in both dialects:
 /// the unionid when WeChat sent one, and the session_key, with the one it

@@ -4,9 +4,9 @@
 //! `postgres::`), and each store's trait method is a one-line call.
 macro_rules! shared_statements {
     ($db:ty) => {
-        use crate::crypto::SessionId;
-        use crate::error::{Error, Result};
-        use crate::model::{Phone, PhoneBinding, Profile, SealedAccessToken, SealedSessionKeys, Session, User};
+        use crate::domain::crypto::SessionId;
+        use crate::domain::error::{Error, Result};
+        use crate::domain::model::{Phone, PhoneBinding, Profile, SealedAccessToken, SealedSessionKeys, Session, User};
         use crate::store::rows::{
             AccessTokenRow, PhoneCodeRow, PhoneRow, PlainSecretRow, SessionKeysRow, SessionUserRow, UserRow,
             SESSION_USER_COLUMNS, USER_COLUMNS,
@@ -389,7 +389,7 @@ impl SecretPlace {
             value,
             ..
         } = self;
-        let prefix = crate::crypto::SEALED_PREFIX;
+        let prefix = crate::domain::crypto::SEALED_PREFIX;
         format!(
             "SELECT {key} AS row_key, app_id, {owner} AS owner, {value} AS value FROM {table}
              WHERE {value} IS NOT NULL AND substr({value}, 1, {}) <> '{prefix}'

@@ -17,16 +17,16 @@ use sqlx::{FromRow, Row, SqlitePool};
 
 use super::rows::{ClaimRow, UPSERT_USER};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
+use super::ChangeSink;
 use super::{
     shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
     SecretColumn, Store, Touch,
 };
-use crate::crypto::SessionId;
-use crate::error::Result;
-use crate::model::{
+use crate::domain::crypto::SessionId;
+use crate::domain::error::Result;
+use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
 };
-use crate::token_cache::ChangeSink;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -272,8 +272,9 @@ impl Store for SqliteStore {
                 return Err(e.into());
             }
         };
-        let row =
-            row.ok_or_else(|| crate::error::Error::internal(anyhow::anyhow!("login wrote no session")))?;
+        let row = row.ok_or_else(|| {
+            crate::domain::error::Error::internal(anyhow::anyhow!("login wrote no session"))
+        })?;
         let created: bool = row.try_get("created")?;
         let (session, user) = SessionUserRow::from_row(&row)?.into_domain()?;
         Ok(LoginRecord {
@@ -290,7 +291,7 @@ impl Store for SqliteStore {
     async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User)>> {
         // One bound parameter whatever the count: the ids as a JSON array.
         let ids = serde_json::to_string(&ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>())
-            .map_err(crate::error::Error::internal)?;
+            .map_err(crate::domain::error::Error::internal)?;
         let rows: Vec<SessionUserRow> = sqlx::query_as(&format!(
             "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
              WHERE s.id IN (SELECT value FROM json_each(?1))"

@@ -11,7 +11,7 @@
 //! without having run them.
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::crypto::random_bytes;
+use crate::domain::crypto::random_bytes;
 
 pub const PG_URL_VAR: &str = "WXAUTH_TEST_DATABASE_URL";
 

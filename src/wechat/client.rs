@@ -18,21 +18,16 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::clock::Clock;
-use crate::model::WechatSession;
-use crate::secret::Secret;
+use crate::domain::clock::Clock;
+use crate::domain::model::WechatSession;
+use crate::domain::secret::Secret;
 use crate::wechat::guard::{self, Guard, GuardConfig};
 
 pub use error::WechatError;
 pub use phone::{PhoneInfo, OPENID_MISMATCH};
 pub use token::AccessToken;
 
-/// The credentials of one mini program.
-#[derive(Clone, Debug)]
-pub struct AppCredentials {
-    pub app_id: String,
-    pub secret: Secret<String>,
-}
+pub use crate::domain::apps::AppCredentials;
 
 /// Timeouts and retries for WeChat calls.
 #[derive(Clone, Copy, Debug)]
@@ -161,7 +156,7 @@ impl WechatClient {
                 Some(caller) => match tokio::time::timeout_at(caller, sent).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
-                        crate::metrics::wechat_attempt(
+                        crate::domain::metrics::wechat_attempt(
                             endpoint,
                             "caller_deadline".to_owned(),
                             started.elapsed(),
@@ -177,7 +172,7 @@ impl WechatClient {
                 Err(WechatError::Unavailable) => "unavailable".to_owned(),
                 Err(_) => "malformed".to_owned(),
             };
-            crate::metrics::wechat_attempt(endpoint, label, started.elapsed());
+            crate::domain::metrics::wechat_attempt(endpoint, label, started.elapsed());
             let failure = match outcome {
                 Ok(body) if body.errcode() == -1 => WechatError::Unavailable,
                 Ok(body) => return Ok(body),
@@ -199,7 +194,7 @@ impl WechatClient {
                 backoff_ms = backoff.as_millis() as u64,
                 "retrying WeChat call"
             );
-            crate::metrics::wechat_retry(endpoint);
+            crate::domain::metrics::wechat_retry(endpoint);
             tokio::time::sleep(backoff).await;
         }
     }
@@ -272,7 +267,7 @@ fn session_from(body: Code2SessionBody) -> Result<WechatSession, WechatError> {
 
 /// What every endpoint makes of one response body, exactly as a real call
 /// would parse it: for the fuzz targets and property tests
-/// ([`crate::fuzzing`]).
+/// ([`crate::grpc::fuzzing`]).
 #[derive(Debug)]
 pub(crate) struct Parsed {
     pub jscode2session: Result<WechatSession, WechatError>,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::WechatError;
-use crate::clock::Clock;
+use crate::domain::clock::Clock;
 
 tokio::task_local! {
     /// The deadline of the gRPC call being served, if the caller set one.
@@ -126,12 +126,12 @@ impl Guard {
         let state = states
             .entry(app_id.to_owned())
             .or_insert(State::Closed { failures: 0 });
-        let open_for = crate::clock::ms(self.config.open_for);
+        let open_for = crate::domain::clock::ms(self.config.open_for);
         match *state {
             State::Closed { .. } => Ok(Admission::Normal),
             State::Open { until_ms } if now >= until_ms => {
                 *state = State::Probing { since_ms: now };
-                crate::metrics::circuit_state(app_id, 2);
+                crate::domain::metrics::circuit_state(app_id, 2);
                 tracing::info!(app_id, "WeChat circuit half-open: probing");
                 Ok(Admission::Probe)
             }
@@ -161,7 +161,7 @@ impl Guard {
             .or_insert(State::Closed { failures: 0 });
         let now = self.clock.now_ms();
         let open = State::Open {
-            until_ms: now + crate::clock::ms(self.config.open_for),
+            until_ms: now + crate::domain::clock::ms(self.config.open_for),
         };
         let next = match (*state, health) {
             (State::Probing { .. }, None) if admission == Admission::Probe => {
@@ -197,7 +197,7 @@ impl Guard {
             State::Open { .. } => 1,
             State::Probing { .. } => 2,
         };
-        crate::metrics::circuit_state(app_id, gauge);
+        crate::domain::metrics::circuit_state(app_id, gauge);
         *state = next;
     }
 }

@@ -1,11 +1,7 @@
-//! Everything that knows WeChat's wire format: the HTTP client wxauth uses
-//! and the simulator that stands in for WeChat in development and tests.
+//! The WeChat HTTP client: the only code that knows WeChat's JSON, errcodes
+//! and payload format (the simulator in [`crate::sim`] speaks the same).
 pub mod client;
 pub mod guard;
 pub mod payload;
-pub mod sim;
 
 pub use client::{AccessToken, PhoneInfo, WechatClient, WechatError};
-
-#[cfg(test)]
-mod tests;

@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::crypto::{aes_cbc_decrypt, session_key_bytes};
+use crate::domain::crypto::{aes_cbc_decrypt, session_key_bytes};
 
 #[derive(Debug, Deserialize)]
 pub struct Watermark {
@@ -92,7 +92,7 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::decode_wechat_base64;
+    use crate::domain::crypto::decode_wechat_base64;
 
     const V1_KEY: &str = "tiihtNczf5v6AKRyjwEUhQ==";
     const V1_IV: &str = "r7BXXKkLb8qrSNn05n0qiA==";
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn v1_user_info_opens_with_its_openid() {
-        let data = decode_wechat_base64(crate::crypto::tests::V1_DATA).unwrap();
+        let data = decode_wechat_base64(crate::domain::crypto::tests::V1_DATA).unwrap();
         let info: UserInfoPayload = open(V1_KEY, &iv(), &data, "wx4f4bc4dec97d474b").unwrap();
         assert_eq!(info.open_id, "oGZUI0egBJY1zhBYw2KhdUfwVJJE");
         assert_eq!(info.nick_name.as_deref(), Some("Band"));

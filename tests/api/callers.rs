@@ -11,7 +11,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
     ServerReflectionRequest,
 };
-use wxauth::config_file::CallerEntry;
+use wxauth::config::file::CallerEntry;
 use wxauth::grpc::pb::auth_service_client::AuthServiceClient;
 use wxauth::grpc::pb::{ExchangeCodeRequest, GetAccessTokenRequest, RevokeTokenRequest, VerifyTokenRequest};
 use wxauth::{Application, Config};

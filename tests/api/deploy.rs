@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use clap::CommandFactory;
+use wxauth::config::file::parse_cli;
 use wxauth::config::Cli;
-use wxauth::config_file::parse_cli;
 
 const CONFIG_MAP: &str = include_str!("../../deploy/kubernetes/configmap.yaml");
 const DEPLOYMENT: &str = include_str!("../../deploy/kubernetes/deployment.yaml");

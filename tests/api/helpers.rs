@@ -21,8 +21,8 @@ use wxauth::grpc::pb::{
     ExchangeCodeRequest, ExchangeCodeResponse, RevokeTokenRequest, VerifyTokenRequest, VerifyTokenResponse,
 };
 use wxauth::grpc::pb::{FindUsersRequest, GetAccessTokenRequest, GetAccessTokenResponse};
+use wxauth::sim::{LoginResponse, PhoneResponse, Simulator};
 use wxauth::store::testing::PgSchema;
-use wxauth::wechat::sim::{LoginResponse, PhoneResponse, Simulator};
 use wxauth::{Application, Clock, Config};
 
 pub const APP_ID: &str = "wxtestapp00000001";

@@ -13,8 +13,8 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
     HealthCheckResponse,
 };
+use wxauth::session::cache::REVOCATION_BOUND;
 use wxauth::store::testing::postgres_url;
-use wxauth::token_cache::REVOCATION_BOUND;
 
 use crate::helpers::{api_tests, assert_error, reason, TestApp};
 

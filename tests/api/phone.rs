@@ -4,7 +4,7 @@ use std::time::Duration;
 use serde_json::json;
 use tonic::Code;
 use wxauth::grpc::pb::{exchange_code_request::Phone, EncryptedPhone, ExchangeCodeRequest};
-use wxauth::wechat::sim::PhoneResponse;
+use wxauth::sim::PhoneResponse;
 
 use crate::helpers::{api_tests, assert_error, reason, TestApp};
 
@@ -528,7 +528,7 @@ async fn phone_data_that_is_not_a_phone_number_binds_nothing() {
     let login = app.sim.new_code().await;
     let token = app.exchange(&login.code).await.unwrap().session_token;
     let now_s = app.clock.now_ms() / 1000;
-    let key = wxauth::crypto::session_key_bytes(&login.session_key).unwrap();
+    let key = wxauth::domain::crypto::session_key_bytes(&login.session_key).unwrap();
     let html = "<img src=x onerror=alert(1)>";
     let long = "1".repeat(3000);
     for number in [html, long.as_str(), "1358000\r\n6666", "13580006666\u{0}", ""] {
@@ -548,7 +548,7 @@ async fn phone_data_that_is_not_a_phone_number_binds_nothing() {
         // for the request limit with 3,000 digits: that one is refused
         // before decryption).
         let iv: [u8; 16] = rand::random();
-        let encrypted = wxauth::crypto::aes_cbc_encrypt(&key, &iv, data.to_string().as_bytes());
+        let encrypted = wxauth::domain::crypto::aes_cbc_encrypt(&key, &iv, data.to_string().as_bytes());
         let payload = PhoneResponse {
             encrypted_data: STANDARD.encode(encrypted),
             iv: STANDARD.encode(iv),

@@ -4,6 +4,7 @@
 use serde_json::json;
 use tonic::Code;
 use tonic_types::StatusExt;
+use wxauth::domain::validation as limits;
 use wxauth::grpc::pb::bind_phone_request::Source;
 use wxauth::grpc::pb::exchange_code_request::Phone;
 use wxauth::grpc::pb::find_users_request::Key;
@@ -11,7 +12,6 @@ use wxauth::grpc::pb::{
     BindPhoneRequest, CheckSessionRequest, EncryptedPhone, ExchangeCodeRequest, FindUsersRequest,
     GetAccessTokenRequest, RevokeTokenRequest, UserInfo, VerifyTokenRequest,
 };
-use wxauth::validation as limits;
 
 use crate::helpers::{api_tests, assert_error, TestApp};
 

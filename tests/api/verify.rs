@@ -39,7 +39,7 @@ async fn tampered_truncated_and_garbage_tokens_are_invalid() {
         "",
         "not-a-token",
         // Longer than this is INVALID_ARGUMENT (tests/api/request_limits.rs).
-        &"A".repeat(wxauth::validation::SESSION_TOKEN_MAX),
+        &"A".repeat(wxauth::domain::validation::SESSION_TOKEN_MAX),
     ] {
         assert_error(app.verify(bad).await, Code::Unauthenticated, "TOKEN_INVALID");
     }
@@ -74,18 +74,18 @@ async fn a_well_formed_token_from_another_deployment_is_invalid() {
 }
 
 /// The token keys of `app`'s server key.
-fn server_keys(app: &TestApp) -> wxauth::crypto::ServerKeys {
+fn server_keys(app: &TestApp) -> wxauth::domain::crypto::ServerKeys {
     use base64::Engine;
     let key = app.config.server_key.as_ref().unwrap().expose();
     let raw = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
-    wxauth::crypto::ServerKeys::derive(&raw)
+    wxauth::domain::crypto::ServerKeys::derive(&raw)
 }
 
 async fn a_correctly_signed_token_without_a_session_is_invalid() {
     let app = TestApp::spawn().await;
     // Minted with this deployment's own key, for an id no login issued.
     let keys = server_keys(&app);
-    let forged = keys.mint_token(wxauth::crypto::SessionId::random());
+    let forged = keys.mint_token(wxauth::domain::crypto::SessionId::random());
     assert_error(
         app.verify(forged.expose()).await,
         Code::Unauthenticated,

@@ -23,7 +23,7 @@ impl Refusal {
                 "caller refused: no known API key or certificate"
             ),
         }
-        crate::metrics::caller_refused(reason, self.method);
+        crate::domain::metrics::caller_refused(reason, self.method);
         tonic::Status::from(self.error).into_http()
     }
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{TestStore, APP, T0};
-use crate::crypto::Sealed;
-use crate::model::SealedAccessToken;
+use crate::domain::crypto::Sealed;
+use crate::domain::model::SealedAccessToken;
 
 contract_tests!(
     an_access_token_is_saved_replaced_and_read_per_app,

@@ -1,6 +1,6 @@
 //! Code claims: acquire, held, done, failed, released, expired, abandoned.
 use super::{new_login, wechat, TestStore, T0};
-use crate::login::CODE_TTL_MS;
+use crate::domain::model::CODE_TTL_MS;
 use crate::store::{Claim, CodeState};
 
 contract_tests!(

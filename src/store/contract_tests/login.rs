@@ -183,7 +183,7 @@ async fn concurrent_first_logins_without_a_window_create_one_user(t: &TestStore)
 
 async fn a_login_stores_the_verified_profile_and_keeps_it_when_none_comes(t: &TestStore) {
     let answer = wechat("o1", None, "key-1");
-    let profile = crate::model::Profile {
+    let profile = crate::domain::model::Profile {
         nickname: Some("Band".into()),
         avatar_url: Some("https://example.com/a.png".into()),
     };
@@ -199,7 +199,7 @@ async fn a_login_stores_the_verified_profile_and_keeps_it_when_none_comes(t: &Te
     let second = t.login(new_login(&answer, T0 + 1, 0)).await.unwrap();
     assert_eq!(second.user.nickname.as_deref(), Some("Band"));
     // A partial profile replaces only what it carries.
-    let nickname_only = crate::model::Profile {
+    let nickname_only = crate::domain::model::Profile {
         nickname: Some("Band 2".into()),
         avatar_url: None,
     };

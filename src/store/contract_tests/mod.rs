@@ -18,8 +18,8 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 
 use super::testing::PgSchema;
 use super::{NewLogin, PoolSettings, Store};
-use crate::crypto::{random_bytes, Sealed, SessionId};
-use crate::model::{SealedExchange, TokenPolicy};
+use crate::domain::crypto::{random_bytes, Sealed, SessionId};
+use crate::domain::model::{SealedExchange, TokenPolicy};
 
 /// Declares contract cases: each `async fn case(t: &TestStore)` of the
 /// calling module becomes the tests `sqlite::case` and `postgres::case`.

@@ -1,7 +1,7 @@
 //! Phone codes (claimed, answered once, released) and the daily count of
 //! billed lookups.
 use super::{TestStore, T0};
-use crate::model::Phone;
+use crate::domain::model::Phone;
 use crate::store::PhoneClaim;
 
 contract_tests!(

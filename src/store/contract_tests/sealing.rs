@@ -1,8 +1,8 @@
 //! Sealing rows an earlier version stored in plaintext: listing them per
 //! column and replacing each only if it still holds the plaintext.
 use super::{new_login, wechat, TestStore, APP, T0};
-use crate::crypto::Sealed;
-use crate::model::SealedAccessToken;
+use crate::domain::crypto::Sealed;
+use crate::domain::model::SealedAccessToken;
 use crate::store::{Claim, PlainSecret, Resealed, SecretColumn};
 
 contract_tests!(

@@ -1,6 +1,6 @@
 //! Reading sessions and recording their use.
 use super::{new_login, wechat, TestStore, T0};
-use crate::crypto::SessionId;
+use crate::domain::crypto::SessionId;
 use crate::store::Touch;
 
 contract_tests!(

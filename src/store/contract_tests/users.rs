@@ -1,7 +1,7 @@
 //! What the store keeps about users besides logins: phones with their
 //! history, verified profiles, lookups by unionid, and revocation.
 use super::{new_login, wechat, TestStore, APP, T0};
-use crate::model::{Phone, Profile};
+use crate::domain::model::{Phone, Profile};
 
 contract_tests!(
     a_first_phone_is_bound_without_history,
@@ -132,7 +132,7 @@ async fn revoking_a_session_counts_only_a_live_one(t: &TestStore) {
     let (read, _) = t.session(session.id).await.unwrap().unwrap();
     assert_eq!(read.revoked_at, Some(T0 + 1), "the first revocation's time stays");
     assert_eq!(
-        t.revoke_session(crate::crypto::SessionId::random(), T0)
+        t.revoke_session(crate::domain::crypto::SessionId::random(), T0)
             .await
             .unwrap(),
         0

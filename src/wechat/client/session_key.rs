@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use super::{has_errcode, HasErrcode, WechatClient, WechatError};
-use crate::crypto;
-use crate::secret::Secret;
+use crate::domain::crypto;
+use crate::domain::secret::Secret;
 
 #[derive(Deserialize)]
 struct StatusBody {

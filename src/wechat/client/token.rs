@@ -2,7 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{has_errcode, AppCredentials, HasErrcode, WechatClient, WechatError};
-use crate::secret::Secret;
+use crate::domain::secret::Secret;
 
 /// An access token and how long it has left.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,480 @@
+//! Builds wxauth from its configuration, binds, and serves gRPC with health
+//! and reflection until shutdown, draining in-flight calls.
+pub mod check;
+pub mod health;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::app::health::Health;
+use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
+use crate::domain::apps::{App, Apps};
+use crate::domain::clock::{ms, Clock};
+use crate::domain::crypto::{random_bytes, ServerKeys};
+use crate::domain::model::TokenPolicy;
+use crate::domain::model::CODE_TTL_MS;
+use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
+use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
+use crate::sim::Simulator;
+use crate::store;
+use crate::wechat::client::{AppCredentials, RetryPolicy};
+use crate::wechat::guard::GuardConfig;
+use crate::wechat::WechatClient;
+
+pub struct Application {
+    listener: TcpListener,
+    access: Access,
+    metrics_listener: Option<TcpListener>,
+    wxauth: Arc<Wxauth>,
+    simulator: Option<Simulator>,
+    shutdown_grace: Duration,
+    health: HealthProbe,
+}
+
+/// How the health service probes the database.
+#[derive(Clone, Copy)]
+struct HealthProbe {
+    interval: Duration,
+    /// A probe slower than this counts as a failure: the database is
+    /// answering no faster than a request would give up waiting for it.
+    timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// Like [`Application::build`], with a clock tests can move.
+    pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
+        crate::domain::metrics::handle();
+        let access = Access::from_config(config)?;
+        let (apps, simulator, base_url) = if config.has_credentials() {
+            let apps = configured_apps(config)?;
+            (apps, None, config.wechat_base_url.clone())
+        } else {
+            let app_id = config.app_id.clone().unwrap_or_else(|| DEV_APP_ID.to_owned());
+            let sim_apps = vec![(app_id.clone(), DEV_APP_SECRET.to_owned())];
+            let sim = Simulator::start(config.sim_listen, clock.clone(), sim_apps)
+                .await
+                .with_context(|| format!("starting the WeChat simulator on {}", config.sim_listen))?;
+            tracing::warn!(
+                simulator = %sim.base_url(),
+                app_id = %app_id,
+                "no WXAUTH_APP_SECRET: logins are SIMULATED by the built-in WeChat simulator; \
+                 mint codes with POST {}/sim/login",
+                sim.base_url()
+            );
+            let base_url = sim.base_url();
+            let creds = AppCredentials {
+                app_id,
+                secret: DEV_APP_SECRET.into(),
+            };
+            (vec![config.app(creds)], Some(sim), base_url)
+        };
+        let store = store::connect(&config.database_url, &config.pool_settings())
+            .await
+            .context("opening the database")?;
+        let keys = server_keys(config)?;
+        let sealed = crate::domain::at_rest::seal_plaintext_rows(&*store, &keys)
+            .await
+            .context("sealing secrets stored in plaintext by an earlier version")?;
+        if sealed > 0 {
+            tracing::info!(
+                rows = sealed,
+                "sealed secrets an earlier version stored in plaintext"
+            );
+        }
+        let wechat = WechatClient::new(
+            &base_url,
+            RetryPolicy {
+                deadline: config.wechat_timeout,
+                connect_timeout: config.wechat_connect_timeout,
+                retries: config.wechat_retries,
+                base_backoff: Duration::from_millis(100),
+            },
+            GuardConfig {
+                failure_threshold: config.wechat_breaker_threshold,
+                open_for: config.wechat_breaker_open,
+                rate_per_second: config.wechat_rate_limit,
+            },
+            clock.clone(),
+        )?;
+        let policy = TokenPolicy {
+            idle_ms: ms(config.token_idle_timeout),
+            lifetime_ms: ms(config.token_lifetime),
+            login_window_ms: ms(config.login_window),
+            touch_interval_ms: ms(config.touch_interval),
+        };
+        // Another request's claim on a code is waited for as long as its
+        // WeChat call may take, plus slack for the database.
+        let claim_wait = config.wechat_timeout + Duration::from_secs(5);
+        let wxauth = Arc::new(Wxauth::new(
+            store,
+            wechat,
+            Apps::new(apps),
+            keys,
+            clock,
+            Settings {
+                policy,
+                claim_wait,
+                token_cache: TokenCacheSettings {
+                    capacity: config.token_cache_size,
+                    ttl: config.token_cache_ttl,
+                },
+                phone: PhoneSettings {
+                    max_age_ms: ms(config.phone_max_age),
+                    key_grace_ms: ms(config.session_key_grace),
+                    check_cache_ms: ms(config.check_session_cache),
+                },
+            },
+        ));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen.0 {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics port {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            access,
+            metrics_listener,
+            wxauth,
+            simulator,
+            shutdown_grace: config.shutdown_grace,
+            health: HealthProbe {
+                interval: config.health_interval,
+                timeout: config.db_acquire_timeout,
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The in-process simulator's address, when wxauth runs one.
+    pub fn simulator_addr(&self) -> Option<SocketAddr> {
+        self.simulator.as_ref().map(Simulator::addr)
+    }
+
+    /// Serves until `shutdown` resolves: health turns NOT_SERVING first,
+    /// then in-flight calls drain and the server stops.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let auth_name = <AuthServiceServer<AuthApi> as tonic::server::NamedService>::NAME;
+        let health = Arc::new(Health::new(reporter, vec!["", auth_name]));
+        let health_service = health_service.max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let serving = probe(&self.wxauth, self.health).await;
+        health.report(serving).await;
+        let health_task = tokio::spawn(watch_health(
+            self.wxauth.clone(),
+            health.clone(),
+            self.health,
+            serving,
+        ));
+        let janitor = tokio::spawn(purge_codes(self.wxauth.clone()));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let auth = AuthServiceServer::new(AuthApi::new(self.wxauth.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+
+        let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+        let drain = async move {
+            shutdown.await;
+            health.stop().await;
+            tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+            let _ = draining.send(());
+        };
+        tracing::info!(addr = %self.local_addr(), "wxauth serving gRPC");
+        let metrics_task = self.metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            }
+            crate::domain::metrics::handle();
+            crate::domain::metrics::register_apps(self.wxauth.apps.iter().map(App::id));
+            tokio::spawn(crate::domain::metrics::serve(
+                listener,
+                self.wxauth.store().clone(),
+            ))
+        });
+        let router = self
+            .access
+            .server()?
+            .trace_fn(request_span)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let server = self
+            .access
+            .add_auth(router, auth)
+            .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(self.listener)), drain);
+        // Streams that never end (health Watch) would hold the drain open
+        // forever: after the grace period the rest is closed.
+        let grace = self.shutdown_grace;
+        let result = tokio::select! {
+            result = server => result,
+            () = async {
+                if drain_started.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining calls");
+                Ok(())
+            }
+        };
+        health_task.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        janitor.abort();
+        // Last-seen times recorded by the drained calls.
+        self.wxauth.last_seen.flush().await;
+        if let Some(sim) = self.simulator {
+            sim.stop().await;
+        }
+        tracing::info!("wxauth stopped");
+        Ok(result?)
+    }
+}
+
+/// Whether the database answers in time.
+async fn probe(wxauth: &Wxauth, health: HealthProbe) -> bool {
+    matches!(
+        tokio::time::timeout(health.timeout, wxauth.store().ping()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// The apps of the configuration file, or the one of `--app-id`/`--app-secret`.
+fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
+    if config.apps.is_empty() {
+        let secret = config
+            .app_secret
+            .clone()
+            .context("WXAUTH_APP_SECRET is required")?;
+        let app_id = config
+            .app_id
+            .clone()
+            .context("WXAUTH_APP_ID is required when WXAUTH_APP_SECRET is set")?;
+        return Ok(vec![config.app(AppCredentials { app_id, secret })]);
+    }
+    let apps = config
+        .apps
+        .iter()
+        .map(|entry| config.app_from_entry(entry))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut ids: Vec<_> = apps.iter().map(App::id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        bail!("an app_id appears twice in [[apps]]");
+    }
+    tracing::info!(apps = ids.len(), "serving several mini programs");
+    Ok(apps)
+}
+
+/// SERVING only while the database answers; `serving` is the current status.
+async fn watch_health(wxauth: Arc<Wxauth>, health: Arc<Health>, probing: HealthProbe, serving: bool) {
+    let mut last = serving;
+    loop {
+        tokio::time::sleep(probing.interval).await;
+        let ok = probe(&wxauth, probing).await;
+        if ok != last {
+            tracing::warn!(serving = ok, "database health changed");
+            health.report(ok).await;
+            last = ok;
+        }
+    }
+}
+
+/// Forgets code claims once their codes have expired anyway.
+async fn purge_codes(wxauth: Arc<Wxauth>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let before = wxauth.clock.now_ms() - CODE_TTL_MS;
+        if let Err(e) = wxauth.store().purge_codes(before).await {
+            tracing::warn!(error = %e, "purging old code claims failed");
+        }
+        for app in wxauth.apps.iter() {
+            app.limits.housekeeping();
+        }
+    }
+}
+
+/// The server key and the keys it replaced.
+fn server_keys(config: &Config) -> anyhow::Result<ServerKeys> {
+    let current = server_key(config)?;
+    let previous = match &config.previous_server_keys {
+        Some(list) => list
+            .expose()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| decode_server_key("WXAUTH_PREVIOUS_SERVER_KEYS", k))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let mut all: Vec<&Vec<u8>> = std::iter::once(&current).chain(&previous).collect();
+    all.sort_unstable();
+    if all.windows(2).any(|w| w[0] == w[1]) {
+        bail!("WXAUTH_PREVIOUS_SERVER_KEYS repeats a key or holds the current one");
+    }
+    Ok(ServerKeys::derive(&current).with_previous(&previous))
+}
+
+/// A configured key. The decoder's error is dropped: it quotes key bytes.
+fn decode_server_key(name: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+    let raw = STANDARD
+        .decode(text.trim())
+        .map_err(|_| anyhow::anyhow!("{name} must be base64"))?;
+    if raw.len() < 32 {
+        bail!("{name} must decode to at least 32 bytes");
+    }
+    Ok(raw)
+}
+
+/// The server key: configured, or for SQLite a key file beside the
+/// database (created on first start), never inside the database.
+fn server_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &config.server_key {
+        return decode_server_key("WXAUTH_SERVER_KEY", key.expose());
+    }
+    if !config.database_url.starts_with("sqlite:") {
+        bail!("WXAUTH_SERVER_KEY is required with this database");
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&config.database_url)?;
+    let db = options.get_filename();
+    if config.database_url.contains(":memory:") {
+        tracing::warn!("no WXAUTH_SERVER_KEY: using a random key; tokens die with the process");
+        return Ok(random_bytes::<32>().to_vec());
+    }
+    let mut path = db.as_os_str().to_owned();
+    path.push(".server-key");
+    key_file(Path::new(&path))
+}
+
+fn key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is not base64", path.display()));
+    }
+    let key = random_bytes::<32>();
+    write_private(path, STANDARD.encode(key).as_bytes())
+        .with_context(|| format!("creating {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "no WXAUTH_SERVER_KEY: created a server key file; set WXAUTH_SERVER_KEY in production"
+    );
+    Ok(key.to_vec())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, data)
+}
+
+/// Accepted connections with Nagle's algorithm off: a unary answer is a
+/// few small HTTP/2 frames, and without TCP_NODELAY the last of them can
+/// wait for the client's delayed ACK (~40 ms on Linux) under load.
+fn nodelay(
+    incoming: TcpListenerStream,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    incoming.map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        })
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The span around every request: its method and a request id, taken from
+/// the caller's `x-request-id` or made up, so every log line of a request
+/// can be found together; and, with `[[callers]]`, the caller's name.
+fn request_span(request: &axum::http::Request<()>) -> tracing::Span {
+    // Nothing to pay for when no span would be recorded (e.g. WXAUTH_LOG=warn).
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| hex::encode(random_bytes::<8>()), str::to_owned);
+    tracing::info_span!(
+        "rpc",
+        method = %request.uri().path(),
+        request_id = %request_id,
+        caller = tracing::field::Empty
+    )
+}

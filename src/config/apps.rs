@@ -1,0 +1,100 @@
+//! The configured mini programs as domain [`App`]s: the top-level flags,
+//! overridden per app by `[[apps]]` entries.
+use std::sync::Arc;
+
+use super::file::AppEntry;
+use super::Config;
+use crate::domain::apps::{App, AppCredentials};
+use crate::domain::clock::ms;
+use crate::domain::limits::{LimitConfig, Limits};
+use crate::domain::model::TokenPolicy;
+
+impl Config {
+    /// An app with the top-level settings of `config`.
+    pub fn app(&self, creds: AppCredentials) -> App {
+        app_with_overrides(self, creds, None)
+    }
+
+    /// An app from a configuration file entry, falling back to the
+    /// top-level settings for what it does not set.
+    pub fn app_from_entry(&self, entry: &AppEntry) -> anyhow::Result<App> {
+        let creds = AppCredentials {
+            app_id: entry.app_id.clone(),
+            secret: entry.secret()?,
+        };
+        Ok(app_with_overrides(self, creds, Some(entry)))
+    }
+}
+
+fn app_with_overrides(config: &Config, creds: AppCredentials, entry: Option<&AppEntry>) -> App {
+    let e = |f: fn(&AppEntry) -> Option<std::time::Duration>, default| entry.and_then(f).unwrap_or(default);
+    let n = |f: fn(&AppEntry) -> Option<u32>, default| entry.and_then(f).unwrap_or(default);
+    App {
+        creds,
+        phone_required: entry
+            .and_then(|a| a.phone_required)
+            .unwrap_or(config.phone_required),
+        policy: TokenPolicy {
+            idle_ms: ms(e(|a| a.token_idle_timeout, config.token_idle_timeout)),
+            lifetime_ms: ms(e(|a| a.token_lifetime, config.token_lifetime)),
+            login_window_ms: ms(e(|a| a.login_window, config.login_window)),
+            touch_interval_ms: ms(config.touch_interval),
+        },
+        limits: Arc::new(Limits::new(LimitConfig {
+            user_logins_per_minute: n(|a| a.user_login_limit, config.user_login_limit),
+            user_phone_per_minute: n(|a| a.user_phone_limit, config.user_phone_limit),
+            app_logins_per_minute: n(|a| a.app_login_limit, config.app_login_limit),
+            app_phone_per_minute: n(|a| a.app_phone_limit, config.app_phone_limit),
+            phone_lookups_per_day: n(|a| a.phone_lookups_per_day, config.phone_lookups_per_day),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::apps::Apps;
+    use crate::domain::error::Error;
+
+    fn app(id: &str) -> App {
+        let creds = AppCredentials {
+            app_id: id.into(),
+            secret: "s".into(),
+        };
+        Config::defaults().app(creds)
+    }
+
+    #[test]
+    fn empty_app_id_picks_the_only_app() {
+        assert_eq!(Apps::new(vec![app("wxa")]).resolve("").unwrap().id(), "wxa");
+    }
+
+    #[test]
+    fn empty_app_id_is_ambiguous_with_two_apps() {
+        let apps = Apps::new(vec![app("wxa"), app("wxb")]);
+        assert!(matches!(
+            apps.resolve(""),
+            Err(Error::InvalidArgument { field: "app_id", .. })
+        ));
+        assert_eq!(apps.resolve("wxb").unwrap().id(), "wxb");
+        assert!(matches!(apps.resolve("wxc"), Err(Error::AppUnknown)));
+    }
+
+    #[test]
+    fn an_apps_limits_override_the_flags_and_fall_back_to_them() {
+        let mut config = Config::defaults();
+        config.app_login_limit = 1;
+        config.app_phone_limit = 1;
+        let entry: AppEntry = toml::from_str("app_id = \"wxa\"\napp_login_limit = 2\n").unwrap();
+        let creds = AppCredentials {
+            app_id: "wxa".into(),
+            secret: "s".into(),
+        };
+        let app = app_with_overrides(&config, creds, Some(&entry));
+        assert!(app.limits.check_app_login().is_ok());
+        assert!(app.limits.check_app_login().is_ok(), "the entry's 2");
+        assert!(app.limits.check_app_login().is_err());
+        assert!(app.limits.check_phone_attempt("u1").is_ok());
+        assert!(app.limits.check_phone_attempt("u2").is_err(), "the flag's 1");
+    }
+}

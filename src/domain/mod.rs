@@ -1,0 +1,13 @@
+//! What every flow shares: the model, the one error enum, the clock,
+//! secrets and crypto, field validation, the configured apps and their
+//! limits, and metrics. Depends on nothing else in the crate.
+pub mod apps;
+pub mod at_rest;
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod model;
+pub mod secret;
+pub mod validation;

@@ -1,0 +1,135 @@
+//! Domain types shared by the domain logic, the store and the gRPC layer.
+//! Times are unix milliseconds throughout.
+use crate::domain::crypto::{Sealed, SessionId};
+use crate::domain::secret::Secret;
+
+/// A wx.login code lives 5 minutes; so does wxauth's memory of it.
+pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// A user of one mini program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: String,
+    pub app_id: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub phone_number: Option<String>,
+    pub country_code: Option<String>,
+    pub created_at: i64,
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// Profile data from verified legacy getUserInfo payloads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// A phone number WeChat vouched for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Phone {
+    /// With the country code for non-Chinese numbers, as WeChat gives it.
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    pub country_code: String,
+    /// Unix seconds when the user authorised it (the watermark).
+    pub authorised_at: i64,
+}
+
+/// The outcome of binding a phone.
+#[derive(Clone, Debug)]
+pub struct PhoneBinding {
+    pub user: User,
+    pub previous: Option<String>,
+    pub changed: bool,
+}
+
+/// The session_keys wxauth holds for a user: the current one and, for a
+/// grace window after a rotation, the one it replaced.
+#[derive(Clone, Debug)]
+pub struct SessionKeys {
+    pub current: Secret<String>,
+    pub current_since: i64,
+    pub previous: Option<Secret<String>>,
+    pub previous_replaced_at: Option<i64>,
+}
+
+/// A user's session_keys as the store holds them: sealed.
+#[derive(Clone, Debug)]
+pub struct SealedSessionKeys {
+    pub current: Sealed,
+    pub current_since: i64,
+    pub previous: Option<Sealed>,
+    pub previous_replaced_at: Option<i64>,
+}
+
+/// An app's access token.
+#[derive(Clone, Debug)]
+pub struct StoredAccessToken {
+    pub token: Secret<String>,
+    pub expires_at: i64,
+    /// Random id of the fetch that got it: stable_token returns the same
+    /// string again, so only this tells one fetch from the next.
+    pub fetch_id: String,
+}
+
+/// An access token as the store holds it: sealed.
+#[derive(Clone, Debug)]
+pub struct SealedAccessToken {
+    pub token: Sealed,
+    pub expires_at: i64,
+    /// Which fetch got the token (see [`StoredAccessToken::fetch_id`]).
+    pub fetch_id: String,
+}
+
+/// A 3rd_session: what a token points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: String,
+    pub app_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// Absolute end of life, fixed when the session is created.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// What WeChat's jscode2session told us about a code.
+#[derive(Clone, Debug)]
+pub struct WechatSession {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: Secret<String>,
+}
+
+/// WeChat's answer as the store keeps it, the session_key sealed for the
+/// row it goes to (a code claim or the user).
+#[derive(Clone, Debug)]
+pub struct SealedExchange {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: Sealed,
+}
+
+/// Token lifetimes and the login window, in milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenPolicy {
+    pub idle_ms: i64,
+    pub lifetime_ms: i64,
+    pub login_window_ms: i64,
+    /// Minimum time between two last-seen writes for one session: the
+    /// precision of the idle timeout.
+    pub touch_interval_ms: i64,
+}
+
+impl Session {
+    /// When the session dies if it keeps being used: the earlier of the idle
+    /// deadline and the absolute lifetime.
+    pub fn effective_expiry(&self, policy: &TokenPolicy) -> i64 {
+        self.expires_at
+            .min(self.last_seen_at.saturating_add(policy.idle_ms))
+    }
+}

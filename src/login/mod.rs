@@ -1,0 +1,273 @@
+//! Exchanging a wx.login code for a wxauth session.
+//!
+//! A code is claimed in the database before WeChat is asked, so that a
+//! retried or concurrent request with the same code, on this replica or
+//! another, waits for the first one and gets the same answer instead of
+//! WeChat's 40163 "code been used". Within one process, concurrent requests
+//! additionally share one future (`code_flights`).
+pub mod user_info;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::domain::apps::App;
+use crate::domain::at_rest::{open_claim, seal_for_claim, seal_for_user};
+use crate::domain::crypto::{random_bytes, SessionId};
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{Profile, Session, User, WechatSession};
+use crate::domain::secret::Secret;
+use crate::domain::validation;
+use crate::login::user_info::UserInfoInput;
+use crate::phone::PhoneSource;
+use crate::service::Wxauth;
+use crate::store::{failure_error, Claim, CodeState, NewLogin};
+use crate::wechat::guard::spawn_with_caller_deadline;
+
+pub use crate::domain::model::CODE_TTL_MS;
+
+/// A completed login.
+#[derive(Clone, Debug)]
+pub struct LoginOutcome {
+    pub token: Secret<String>,
+    pub session: Session,
+    pub user: User,
+    pub created: bool,
+}
+
+fn new_user_id() -> String {
+    format!("usr_{}", hex::encode(random_bytes::<12>()))
+}
+
+/// What may come with a code besides the code itself.
+#[derive(Clone, Debug, Default)]
+pub struct ExchangeOptions {
+    /// Legacy getUserInfo data to verify against this login's session_key.
+    pub user_info: Option<UserInfoInput>,
+    /// Reuse this live session of the user instead of issuing one.
+    pub attach_to: Option<SessionId>,
+}
+
+impl Wxauth {
+    /// ExchangeCode: the session for a wx.login code, optionally binding a
+    /// phone in the same round trip.
+    pub async fn exchange_code(
+        self: &Arc<Self>,
+        code: &str,
+        app_id: &str,
+        options: &ExchangeOptions,
+        phone: Option<&PhoneSource>,
+    ) -> Result<LoginOutcome> {
+        validation::code("code", code)?;
+        let app = self.apps.resolve(app_id)?;
+        let mut outcome = self.exchange(app, code, options).await?;
+        if let Some(source) = phone {
+            // The session_key this exchange stored is now the current one.
+            outcome.user = self.bind_phone_for(app, &outcome.user, source).await?.user;
+        }
+        Ok(outcome)
+    }
+
+    /// The login for a code of `app`, once per code (see the module docs).
+    pub(crate) async fn exchange(
+        self: &Arc<Self>,
+        app: &App,
+        code: &str,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
+        // Before the code is claimed or sent: a limited login spends nothing.
+        app.limits.check_app_login()?;
+        let code_hash = self.keys.code_hash("login", app.id(), code);
+        let ran = AtomicBool::new(false);
+        let shared = self
+            .code_flights
+            .try_get_with_by_ref(&code_hash, async {
+                ran.store(true, Ordering::Relaxed);
+                self.settled_exchange(app, code, &code_hash, options)
+                    .await
+                    .map(Arc::new)
+            })
+            .await;
+        // A hit: this request joined another one's exchange of the code.
+        let ran = ran.load(Ordering::Relaxed);
+        crate::domain::metrics::cache("code_flight", !ran);
+        let shared = shared.map_err(|e| (*e).clone())?;
+        if ran {
+            // The flight is over: later retries are answered from the
+            // database's replay record, which follows the code's lifetime.
+            self.code_flights.invalidate(&code_hash).await;
+            return Ok((*shared).clone());
+        }
+        // Another request's result: the session may have been revoked since.
+        self.replay(shared.session.id, shared.created, options).await
+    }
+
+    /// [`Self::exchange_once`] on a task of its own: a claim, once taken, is
+    /// settled (done, failed or released) even when the caller stops
+    /// waiting, so that a retry finds it settled rather than abandoned.
+    async fn settled_exchange(
+        self: &Arc<Self>,
+        app: &App,
+        code: &str,
+        code_hash: &str,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
+        let this = self.clone();
+        let (app_id, code, code_hash) = (app.id().to_owned(), code.to_owned(), code_hash.to_owned());
+        let options = options.clone();
+        spawn_with_caller_deadline(async move {
+            let app = this.apps.resolve(&app_id)?;
+            this.exchange_once(app, &code, &code_hash, &options).await
+        })
+        .await
+        .map_err(|e| Error::internal(anyhow::anyhow!("code exchange task failed: {e}")))?
+    }
+
+    async fn exchange_once(
+        &self,
+        app: &App,
+        code: &str,
+        code_hash: &str,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
+        let give_up = Instant::now() + self.claim_wait;
+        let lease = i64::try_from(self.claim_wait.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            let now = self.clock.now_ms();
+            let claim = self
+                .store
+                .claim_code(code_hash, app.id(), now, now - CODE_TTL_MS, now - lease)
+                .await?;
+            match claim {
+                Claim::Acquired { exchange } => {
+                    let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
+                    return self.complete_claim(app, code, code_hash, exchange, options).await;
+                }
+                Claim::Held(CodeState::Done { session, created }) => {
+                    return self.replay(session, created, options).await
+                }
+                Claim::Held(CodeState::Failed(reason)) => return Err(failure_error(&reason)),
+                Claim::Held(CodeState::Pending) if Instant::now() < give_up => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Claim::Held(CodeState::Pending) => return Err(Error::WechatUnavailable),
+            }
+        }
+    }
+
+    /// Asks WeChat (unless an earlier claimant already did), verifies the
+    /// user info, and logs in. Whatever fails after WeChat answered keeps
+    /// the answer for the retry: the code is spent at WeChat.
+    async fn complete_claim(
+        &self,
+        app: &App,
+        code: &str,
+        code_hash: &str,
+        exchange: Option<WechatSession>,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
+        let exchange = match exchange {
+            Some(e) => e,
+            None => match self.wechat.jscode2session(&app.creds, code).await {
+                Ok(e) => e,
+                Err(e) => {
+                    let error = Error::from(e);
+                    match error {
+                        Error::CodeInvalid | Error::CodeUsed | Error::UserBlocked => {
+                            self.store.fail_code(code_hash, error.reason()).await?
+                        }
+                        _ => self.store.release_code(code_hash, None).await?,
+                    }
+                    return Err(error);
+                }
+            },
+        };
+        let result =
+            app.limits
+                .check_login(app.id(), &exchange.openid)
+                .and_then(|()| match &options.user_info {
+                    Some(info) => info.verify(app.id(), &exchange.openid, exchange.session_key.expose()),
+                    None => Ok(Default::default()),
+                });
+        let result = match result {
+            Ok(profile) => {
+                let profile = options.user_info.as_ref().map(|_| profile);
+                self.login(app, &exchange, code_hash, profile.as_ref(), options.attach_to)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            let kept = seal_for_claim(&self.keys, app.id(), code_hash, &exchange);
+            if let Err(release) = self.store.release_code(code_hash, Some(&kept)).await {
+                tracing::warn!(error = %release, "could not release a code claim");
+            }
+        }
+        result
+    }
+
+    /// Registers or updates the user and issues (or reuses) a session.
+    async fn login(
+        &self,
+        app: &App,
+        exchange: &WechatSession,
+        code_hash: &str,
+        profile: Option<&Profile>,
+        attach_to: Option<SessionId>,
+    ) -> Result<LoginOutcome> {
+        let (sealed, session_key_mac) = seal_for_user(&self.keys, app.id(), exchange);
+        let record = self
+            .store
+            .login(NewLogin {
+                app_id: app.id(),
+                wechat: &sealed,
+                session_key_mac: &session_key_mac,
+                code_hash: Some(code_hash),
+                now: self.clock.now_ms(),
+                new_user_id: new_user_id(),
+                new_session_id: SessionId::random(),
+                policy: app.policy,
+                profile,
+                attach_to,
+            })
+            .await?;
+        if record.created {
+            tracing::info!(user_id = %record.user.user_id, app_id = %app.id(), "new user registered");
+        } else {
+            // The login may have changed the unionid or the profile.
+            self.token_cache.forget_user(&record.user.user_id);
+        }
+        Ok(LoginOutcome {
+            token: self.keys.mint_token(record.session.id),
+            session: record.session,
+            user: record.user,
+            created: record.created,
+        })
+    }
+
+    /// The answer to a code that was already exchanged: its session, if
+    /// still alive. User info sent with the retry is verified against the
+    /// user's current session_key.
+    async fn replay(&self, id: SessionId, created: bool, options: &ExchangeOptions) -> Result<LoginOutcome> {
+        let (session, mut user) = self.store.session(id).await?.ok_or(Error::CodeUsed)?;
+        if self.check_active(&session).is_err() {
+            return Err(Error::CodeUsed);
+        }
+        if let Some(info) = &options.user_info {
+            let keys = self.session_keys(&user).await?;
+            let profile = info.verify(&user.app_id, &user.openid, keys.current.expose())?;
+            user = self
+                .store
+                .set_profile(&user.user_id, &profile, self.clock.now_ms())
+                .await?;
+            self.token_cache.forget_user(&user.user_id);
+        }
+        Ok(LoginOutcome {
+            token: self.keys.mint_token(id),
+            session,
+            user,
+            created,
+        })
+    }
+}

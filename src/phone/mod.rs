@@ -1,0 +1,217 @@
+//! Binding a phone number: from the legacy encrypted getPhoneNumber payload
+//! (decrypted with the user's session_key, falling back to the key it
+//! replaced within a grace window) or from a phone code exchanged with WeChat
+//! (single use and billed, so its answer is remembered). Whichever the
+//! source, the data must pass [`checks`] before anything is stored.
+mod checks;
+pub mod code;
+
+pub use checks::WATERMARK_MAX_SKEW_MS;
+
+use crate::domain::apps::App;
+use crate::domain::error::{Error, Result};
+use crate::domain::limits::Limits;
+use crate::domain::model::{Phone, PhoneBinding, User};
+use crate::domain::validation::{self, CipherFields};
+use crate::login::ExchangeOptions;
+use crate::service::Wxauth;
+use crate::wechat::payload::{self, PhonePayload};
+use crate::wechat::WechatError;
+
+/// Where a phone number comes from.
+#[derive(Clone, Debug)]
+pub enum PhoneSource {
+    /// getPhoneNumber's legacy encryptedData + iv, already base64-decoded.
+    Encrypted { data: Vec<u8>, iv: [u8; 16] },
+    /// getPhoneNumber's e.detail.code.
+    Code(String),
+}
+
+impl PhoneSource {
+    /// Checks the shape (sizes, base64, IV length) before any crypto or I/O.
+    pub fn encrypted(fields: CipherFields, encrypted_data: &str, iv: &str) -> Result<Self> {
+        let (data, iv) = validation::ciphertext(fields, encrypted_data, iv)?;
+        Ok(Self::Encrypted { data, iv })
+    }
+
+    pub fn code(field: &'static str, code: &str) -> Result<Self> {
+        validation::code(field, code)?;
+        Ok(Self::Code(code.to_owned()))
+    }
+}
+
+impl Wxauth {
+    /// BindPhone: binds the phone to the token's user, first exchanging
+    /// `login_code` (refreshing the session_key) when one is given.
+    pub async fn bind_phone(
+        self: &std::sync::Arc<Self>,
+        token: &str,
+        source: PhoneSource,
+        login_code: Option<&str>,
+    ) -> Result<PhoneBinding> {
+        if let Some(code) = login_code {
+            validation::code("login_code", code)?;
+        }
+        let (session, user) = self.live_session(token).await?;
+        let app = self.apps.resolve(&user.app_id)?;
+        // Before the login code is spent: a limited attempt changes nothing.
+        app.limits.check_phone_attempt(&user.user_id)?;
+        if let Some(code) = login_code {
+            let options = ExchangeOptions {
+                attach_to: Some(session.id),
+                ..Default::default()
+            };
+            let outcome = self.exchange(app, code, &options).await?;
+            if outcome.user.user_id != user.user_id {
+                return Err(Error::LoginCodeMismatch);
+            }
+        }
+        self.store_phone(app, &user, &source).await
+    }
+
+    /// A phone binding attempt of `user` (ExchangeCode with a phone),
+    /// subject to the per-user and per-app attempt limits.
+    pub(crate) async fn bind_phone_for(
+        self: &std::sync::Arc<Self>,
+        app: &App,
+        user: &User,
+        source: &PhoneSource,
+    ) -> Result<PhoneBinding> {
+        app.limits.check_phone_attempt(&user.user_id)?;
+        self.store_phone(app, user, source).await
+    }
+
+    /// Resolves the phone from its source and stores it on the user.
+    async fn store_phone(
+        self: &std::sync::Arc<Self>,
+        app: &App,
+        user: &User,
+        source: &PhoneSource,
+    ) -> Result<PhoneBinding> {
+        let phone = match source {
+            PhoneSource::Encrypted { data, iv } => self.decrypt_phone(app, user, data, iv).await?,
+            PhoneSource::Code(code) => self.phone_from_code(app, user, code).await?,
+        };
+        let binding = self
+            .store
+            .bind_phone(&user.user_id, &phone, self.clock.now_ms())
+            .await?;
+        self.token_cache.forget_user(&user.user_id);
+        if binding.changed {
+            tracing::info!(user_id = %user.user_id, replaced = binding.previous.is_some(), "phone bound");
+        }
+        Ok(binding)
+    }
+
+    /// Tries the current session_key, then the one it replaced if that
+    /// happened within the grace window (the key rotated between
+    /// getPhoneNumber and our exchange). Every failure looks the same.
+    async fn decrypt_phone(&self, app: &App, user: &User, data: &[u8], iv: &[u8; 16]) -> Result<Phone> {
+        let keys = self.session_keys(user).await?;
+        let now = self.clock.now_ms();
+        let previous = keys.previous.filter(|_| {
+            keys.previous_replaced_at
+                .is_some_and(|at| now - at <= self.phone.key_grace_ms)
+        });
+        let opened = std::iter::once(&keys.current)
+            .chain(previous.as_ref())
+            .find_map(|key| payload::open::<PhonePayload>(key.expose(), iv, data, app.id()))
+            .ok_or(Error::SessionKeyStale)?;
+        let phone = Phone {
+            phone_number: opened.phone_number,
+            pure_phone_number: opened.pure_phone_number,
+            country_code: opened.country_code,
+            authorised_at: opened.watermark.timestamp,
+        };
+        self.check_phone(&phone)?;
+        Ok(phone)
+    }
+
+    /// Exchanges a claimed phone code with WeChat and remembers the answer
+    /// (`phone_code.rs` makes sure this runs once per code).
+    pub(crate) async fn lookup_phone(
+        &self,
+        app: &App,
+        user: &User,
+        code: &str,
+        code_hash: &str,
+    ) -> Result<Phone> {
+        // WeChat refuses a code issued to someone else (PhoneCodeOfAnotherUser
+        // -> PHONE_CODE_MISMATCH); the claim is then released, so the code's
+        // own user can still bind it.
+        let info = self.billed_lookup(app, user, code).await?.map_err(|e| match e {
+            WechatError::CodeInvalid | WechatError::CodeUsed => Error::PhoneCodeInvalid,
+            other => Error::from(other),
+        })?;
+        if info.watermark_appid != app.id() {
+            // The same answer as a legacy payload for another app.
+            return Err(Error::SessionKeyStale);
+        }
+        let phone = Phone {
+            phone_number: info.phone_number,
+            pure_phone_number: info.pure_phone_number,
+            country_code: info.country_code,
+            authorised_at: info.watermark_timestamp,
+        };
+        self.check_phone(&phone)?;
+        self.store
+            .remember_phone_code(code_hash, &user.user_id, &phone, self.clock.now_ms())
+            .await?;
+        Ok(phone)
+    }
+
+    /// One getuserphonenumber call, billed by WeChat: capped per user per
+    /// day across replicas by reserving a place in the day's count first
+    /// (the check and the increment are one statement, so no race lets two
+    /// replicas both take the last place). A call WeChat never received
+    /// (circuit open, outbound limit, no access token) gives its place back
+    /// and is not counted as billed.
+    async fn billed_lookup(
+        &self,
+        app: &App,
+        user: &User,
+        code: &str,
+    ) -> Result<Result<crate::wechat::PhoneInfo, WechatError>> {
+        let now = self.clock.now_ms();
+        let day = Limits::day(now);
+        let count = self.store.count_phone_lookup(&user.user_id, day).await?;
+        if let Err(limited) = app.limits.check_phone_lookups(count, now) {
+            self.release_lookup(&user.user_id, day).await;
+            return Err(limited);
+        }
+        let answer = self
+            .access_tokens
+            .call(app, |token| async move {
+                self.wechat
+                    .phone_number(app.id(), token.expose(), code, &user.openid)
+                    .await
+            })
+            .await;
+        let sent = match &answer {
+            Ok(Err(e)) => e.was_sent(),
+            Ok(Ok(_)) => true,
+            Err(_) => false,
+        };
+        if sent {
+            crate::domain::metrics::phone_lookup(app.id());
+        } else {
+            self.release_lookup(&user.user_id, day).await;
+        }
+        answer
+    }
+
+    /// Gives back a reserved place in the day's lookup count. Failing to is
+    /// only logged: the count then errs on the side of fewer lookups.
+    async fn release_lookup(&self, user_id: &str, day: i64) {
+        if let Err(e) = self.store.release_phone_lookup(user_id, day).await {
+            tracing::warn!(error = %e, "could not release a phone lookup reservation");
+        }
+    }
+
+    /// Rejects what is not a phone number, and authorisations older than
+    /// the configured maximum age (a replayed payload) or from the future.
+    fn check_phone(&self, phone: &Phone) -> Result<()> {
+        checks::check_phone_number(phone)?;
+        checks::check_watermark_time(self.clock.now_ms(), phone.authorised_at, self.phone.max_age_ms)
+    }
+}

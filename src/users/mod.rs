@@ -1,0 +1,27 @@
+//! FindUsers: internal services look users up by unionid (one person across
+//! mini programs) or by user_id; never by openid.
+use crate::domain::error::Result;
+use crate::domain::model::User;
+use crate::service::Wxauth;
+
+/// What FindUsers looks up.
+#[derive(Clone, Debug)]
+pub enum UserKey {
+    Unionid(String),
+    UserId(String),
+}
+
+impl Wxauth {
+    /// FindUsers: the users with a unionid, or the user with an id, limited
+    /// to the apps this deployment serves.
+    pub async fn find_users(&self, key: &UserKey) -> Result<Vec<User>> {
+        let users = match key {
+            UserKey::Unionid(unionid) => self.store.users_by_unionid(unionid).await?,
+            UserKey::UserId(id) => self.store.user(id).await?.into_iter().collect(),
+        };
+        Ok(users
+            .into_iter()
+            .filter(|u| self.apps.resolve(&u.app_id).is_ok())
+            .collect())
+    }
+}
