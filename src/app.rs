@@ -484,7 +484,11 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<bool> {
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<bool> {
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
         Ok(mut f) => {
             use std::io::Write;
             f.write_all(data)?;

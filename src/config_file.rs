@@ -175,9 +175,9 @@ struct Tables {
 /// The file's top-level settings as strings, its apps and its callers.
 fn read(path: &Path) -> anyhow::Result<Tables> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("parsing {}: {}", path.display(), redacted(&text, &e)))?;
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("parsing {}: {}", path.display(), redacted(&text, &e))
+    })?;
     let apps = array_of_tables(&mut table, "apps", path)?;
     let callers = array_of_tables(&mut table, "callers", path)?;
     let mut settings = Vec::new();

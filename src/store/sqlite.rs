@@ -99,8 +99,8 @@ impl SqliteStore {
 /// created readable by others are narrowed.
 #[cfg(unix)]
 fn make_private(db: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     use anyhow::Context;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -115,12 +115,18 @@ fn make_private(db: &std::path::Path) -> anyhow::Result<()> {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
         let path = std::path::Path::new(&name);
-        let Ok(meta) = std::fs::metadata(path) else { continue };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)) {
-                Ok(()) => tracing::info!(path = %path.display(), "made the database file readable by its owner only"),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "the database file is readable by others and could not be made private: chmod 600 it"),
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "made the database file readable by its owner only")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "the database file is readable by others and could not be made private: chmod 600 it")
+                }
             }
         }
     }

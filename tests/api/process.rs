@@ -164,7 +164,10 @@ pub async fn refused_start(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, 
         .await
         .expect("wxauth started instead of refusing")
         .unwrap();
-    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Polls `condition` until it holds (within `HANG_GUARD`).

@@ -149,7 +149,12 @@ async fn the_first_start_creates_the_key_file_and_the_database_files_0600() {
     names.sort();
     assert_eq!(
         names,
-        ["wxauth.db", "wxauth.db-shm", "wxauth.db-wal", "wxauth.db.server-key"],
+        [
+            "wxauth.db",
+            "wxauth.db-shm",
+            "wxauth.db-wal",
+            "wxauth.db.server-key"
+        ],
         "no temporary file left behind"
     );
     for name in &names {
@@ -185,7 +190,12 @@ async fn a_secret_given_as_a_flag_is_refused_and_help_says_where_secrets_go() {
         .output()
         .unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
-    for name in ["WXAUTH_APP_SECRET", "WXAUTH_SERVER_KEY", "WXAUTH_PREVIOUS_SERVER_KEYS", "_FILE"] {
+    for name in [
+        "WXAUTH_APP_SECRET",
+        "WXAUTH_SERVER_KEY",
+        "WXAUTH_PREVIOUS_SERVER_KEYS",
+        "_FILE",
+    ] {
         assert!(help.contains(name), "--help: {help}");
     }
 }
