@@ -35,6 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Run only the WeChat simulator (jscode2session and the /sim/ control
     /// API), for several wxauth replicas or your own integration tests.
+    #[command(
+        after_help = "The app secret it expects comes from WXAUTH_APP_SECRET or WXAUTH_APP_SECRET_FILE \
+                      (default simulator-secret), never from a flag."
+    )]
     Sim(SimConfig),
     /// Probe a running wxauth's gRPC health (for container health checks):
     /// exits 0 when SERVING, 1 otherwise.
