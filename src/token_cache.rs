@@ -409,8 +409,9 @@ mod tests {
     }
 
     /// The figure behind [`ENTRY_BYTES`]: resident memory per typical entry
-    /// of a full cache (Linux). Run it alone, in release:
-    /// `cargo test --release --lib memory_per_entry -- --ignored --nocapture`.
+    /// of a full cache (Linux). Run it alone (allocation sizes do not depend
+    /// on the build profile):
+    /// `cargo test --lib memory_per_entry -- --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement, not a check"]
     fn memory_per_entry() {
