@@ -8,14 +8,18 @@
 # relying on it:
 #
 #   docker build -t wxauth .
-#   docker run --rm -p 50051:50051 -p 9464:9464 wxauth
+#   docker run --rm -e WXAUTH_SIMULATOR=true -p 50051:50051 -p 9464:9464 wxauth
 #
-# Without WXAUTH_APP_SECRET the container runs the built-in WeChat simulator
-# on a SQLite file in /data (mount a volume there to keep it). To drive the
+# The demo above runs the built-in WeChat simulator (fake logins) on a
+# SQLite file in /data (mount a volume there to keep it). The image listens
+# on 0.0.0.0, so without WXAUTH_APP_SECRET wxauth refuses to start unless
+# WXAUTH_SIMULATOR=true says the simulator is wanted: a production container
+# that lost its secret fails instead of serving fake logins. To drive the
 # simulator's /sim/ API from the host, add
 # `-e WXAUTH_SIM_LISTEN=0.0.0.0:8081 -p 8081:8081`. In production, set
-# WXAUTH_DATABASE_URL (PostgreSQL), WXAUTH_SERVER_KEY and the app secrets:
-# see deploy/kubernetes/.
+# WXAUTH_DATABASE_URL (PostgreSQL), WXAUTH_SERVER_KEY and the app secrets,
+# from the environment or `*_FILE` files (never flags), and not
+# WXAUTH_SIMULATOR: see deploy/kubernetes/.
 
 # Cargo.toml's rust-version is 1.85, but the locked dependencies need 1.89
 # (tonic 1.88, uuid 1.89); the test suite runs on 1.95. Bookworm, so the

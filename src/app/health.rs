@@ -12,6 +12,8 @@ pub struct Health {
     services: Vec<&'static str>,
     /// Whether shutdown began; held while a status is written.
     stopping: tokio::sync::Mutex<bool>,
+    /// The built-in WeChat simulator answers logins: every SERVING says so.
+    simulated: bool,
 }
 
 impl Health {
@@ -20,7 +22,15 @@ impl Health {
             reporter,
             services,
             stopping: tokio::sync::Mutex::new(false),
+            simulated: false,
         }
+    }
+
+    /// Marks the server as running the WeChat simulator.
+    #[must_use]
+    pub fn simulated(mut self, simulated: bool) -> Self {
+        self.simulated = simulated;
+        self
     }
 
     /// Reports what the database probe found, unless shutdown began.
@@ -40,6 +50,14 @@ impl Health {
 
     async fn set(&self, serving: bool) {
         let status = if serving {
+            if self.simulated {
+                tracing::warn!(
+                    simulator = true,
+                    "health: SERVING with the built-in WeChat SIMULATOR: logins are fake"
+                );
+            } else {
+                tracing::info!(simulator = false, "health: SERVING");
+            }
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing

@@ -59,7 +59,9 @@ impl Application {
     pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         crate::domain::metrics::handle();
         let access = Access::from_config(config)?;
-        let (apps, simulator, base_url) = if config.has_credentials() {
+        let simulated = config.run_simulator()?;
+        crate::domain::metrics::simulator_active(simulated);
+        let (apps, simulator, base_url) = if !simulated {
             let apps = configured_apps(config)?;
             (apps, None, config.wechat_base_url.clone())
         } else {
@@ -185,7 +187,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let auth_name = <AuthServiceServer<AuthApi> as tonic::server::NamedService>::NAME;
-        let health = Arc::new(Health::new(reporter, vec!["", auth_name]));
+        let health = Arc::new(Health::new(reporter, vec!["", auth_name]).simulated(self.simulator.is_some()));
         let health_service = health_service.max_decoding_message_size(MAX_MESSAGE_SIZE);
         let serving = probe(&self.wxauth, self.health).await;
         health.report(serving).await;
@@ -279,7 +281,7 @@ async fn probe(wxauth: &Wxauth, health: HealthProbe) -> bool {
     )
 }
 
-/// The apps of the configuration file, or the one of `--app-id`/`--app-secret`.
+/// The apps of the configuration file, or the one of `--app-id` and `WXAUTH_APP_SECRET`.
 fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
     if config.apps.is_empty() {
         let secret = config
@@ -386,15 +388,24 @@ fn server_key(config: &Config) -> anyhow::Result<Vec<u8>> {
     key_file(Path::new(&path))
 }
 
+/// The key file beside a SQLite database: read it, or create it on first
+/// start. A file that is short (e.g. left empty by a failed write) or that
+/// others may read is refused, as ssh refuses such a private key: either
+/// would let whoever reads the database mint tokens.
 fn key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        return STANDARD
-            .decode(text.trim())
-            .with_context(|| format!("{} is not base64", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => return read_key_file(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
     let key = random_bytes::<32>();
-    write_private(path, STANDARD.encode(key).as_bytes())
+    let created = write_private(path, STANDARD.encode(key).as_bytes())
         .with_context(|| format!("creating {}", path.display()))?;
+    if !created {
+        // Another process sharing the database created it first: use theirs.
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return read_key_file(path, &text);
+    }
     tracing::warn!(
         path = %path.display(),
         "no WXAUTH_SERVER_KEY: created a server key file; set WXAUTH_SERVER_KEY in production"
@@ -402,21 +413,98 @@ fn key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
+fn read_key_file(path: &Path, text: &str) -> anyhow::Result<Vec<u8>> {
+    let shown = path.display();
+    if let Some(mode) = group_or_other_access(path)? {
+        bail!(
+            "{shown} is accessible by group or others (mode {mode:o}): a server key must be private; \
+             run `chmod 600 {shown}`"
+        );
+    }
+    let raw = STANDARD
+        .decode(text.trim())
+        .map_err(|_| anyhow::anyhow!("{shown} is not base64"))?;
+    if raw.len() < 32 {
+        bail!(
+            "{shown} holds a {}-byte key, shorter than 32 bytes (left by a failed write?): \
+             delete it to create a new one (tokens signed with it stop verifying) or restore it",
+            raw.len()
+        );
+    }
+    Ok(raw)
+}
+
+/// The file's permission bits, if group or others have any.
 #[cfg(unix)]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)
+fn group_or_other_access(path: &Path) -> anyhow::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    Ok((mode & 0o077 != 0).then_some(mode))
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, data)
+fn group_or_other_access(_: &Path) -> anyhow::Result<Option<u32>> {
+    Ok(None)
+}
+
+/// Creates `path` with `data`, mode 0600, atomically: a crash leaves
+/// either no file or the whole one, never a short one. The data goes to a
+/// temporary file in the same directory, is synced, then linked into place,
+/// which (unlike a rename) never replaces a file another process created
+/// meanwhile. Returns false, writing nothing, when `path` already exists.
+#[cfg(unix)]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".tmp-{}", hex::encode(random_bytes::<8>())));
+    let temp = dir.join(name);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::hard_link(&temp, path)
+    })();
+    let _ = std::fs::remove_file(&temp);
+    match written {
+        Ok(()) => {
+            // The new name itself survives a power loss once the directory is synced.
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<bool> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(data)?;
+            f.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: a unary answer is a

@@ -109,7 +109,7 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Option::<String>::deserialize(d)?
-            .map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .map(|s| crate::config::duration(&s).map_err(serde::de::Error::custom))
             .transpose()
     }
 }
@@ -141,6 +141,7 @@ where
     }
     let matches = command.try_get_matches_from(args)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
+    cli.read_secrets(|name| std::env::var_os(name))?;
     cli.config.apps = tables.apps;
     cli.config.callers = tables.callers;
     Ok(cli)
@@ -174,9 +175,9 @@ struct Tables {
 /// The file's top-level settings as strings, its apps and its callers.
 fn read(path: &Path) -> anyhow::Result<Tables> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut table: toml::Table = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        anyhow::anyhow!("parsing {}: {}", path.display(), redacted(&text, &e))
+    })?;
     let apps = array_of_tables(&mut table, "apps", path)?;
     let callers = array_of_tables(&mut table, "callers", path)?;
     let mut settings = Vec::new();
@@ -187,8 +188,9 @@ fn read(path: &Path) -> anyhow::Result<Tables> {
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(f) => f.to_string(),
             other => bail!(
-                "{}: `{key}` must be a string, number or boolean, not {other}",
-                path.display()
+                "{}: `{key}` must be a string, number or boolean, not {}",
+                path.display(),
+                other.type_str()
             ),
         };
         settings.push((key, value));
@@ -198,6 +200,22 @@ fn read(path: &Path) -> anyhow::Result<Tables> {
         apps,
         callers,
     })
+}
+
+/// Where a parse error is and what is wrong, without the line itself,
+/// which toml's own message quotes and which may hold a password (a
+/// database URL).
+fn redacted(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', "; ");
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
 }
 
 /// `[[name]]` entries, removed from the top-level table.
@@ -285,6 +303,34 @@ mod tests {
         assert_eq!(callers[1].cert_sha256, ["01", "02"]);
         assert_eq!(callers[1].cert_dns_name.as_deref(), Some("orders.internal"));
         assert_eq!(callers[1].methods, ["VerifyToken", "FindUsers"]);
+    }
+
+    #[test]
+    fn a_parse_error_names_the_line_but_never_quotes_it() {
+        for text in [
+            "log = \"info\"\ndatabase_url = postgres://wxauth:hunter2@db/wxauth\n",
+            "log = \"info\"\ndatabase_url = \"postgres://wxauth:hunter2@db/wxauth\n",
+            "log = \"info\"\ndatabase_url = \"postgres://wxauth:hunter2@db/wxauth\" x\n",
+            "log = \"info\"\ndatabase_url = [\"postgres://wxauth:hunter2@db/wxauth\"]\n",
+        ] {
+            let f = file(text);
+            let error = parse_cli(["wxauth", "--config", f.path().to_str().unwrap()]).unwrap_err();
+            let shown = format!("{error:#} {error:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains(&f.path().display().to_string()), "{shown}");
+        }
+        let f = file("log = \"info\"\ndatabase_url = postgres://wxauth:hunter2@db/wxauth\n");
+        let error = parse_cli(["wxauth", "--config", f.path().to_str().unwrap()]).unwrap_err();
+        assert!(format!("{error:#}").contains("line 2, column"), "{error:#}");
+    }
+
+    #[test]
+    fn a_file_duration_beyond_a_hundred_years_is_refused() {
+        let f = file("[[apps]]\napp_id = \"wxa\"\nsecret_env = \"X\"\ntoken_lifetime = \"2000y\"\n");
+        let error = parse_cli(["wxauth", "--config", f.path().to_str().unwrap()]).unwrap_err();
+        assert!(format!("{error:#}").contains("at most 100 years"), "{error:#}");
+        let f = file("token_cache_ttl = \"2000y\"\n");
+        assert!(parse_cli(["wxauth", "--config", f.path().to_str().unwrap()]).is_err());
     }
 
     #[test]

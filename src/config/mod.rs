@@ -22,9 +22,11 @@ pub const DEV_APP_SECRET: &str = "simulator-secret";
 ///
 /// With no WeChat credentials (WXAUTH_APP_SECRET unset) it runs a built-in
 /// WeChat simulator and serves on a local SQLite file, so `wxauth` alone is a
-/// working development setup.
+/// working development setup. Without credentials anywhere else (PostgreSQL,
+/// a non-loopback listen address) it refuses to start unless
+/// WXAUTH_SIMULATOR=true.
 #[derive(Debug, Parser)]
-#[command(name = "wxauth", version, about, long_about = None)]
+#[command(name = "wxauth", version, about, long_about = None, after_help = SECRETS_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -36,6 +38,10 @@ pub struct Cli {
 pub enum Command {
     /// Run only the WeChat simulator (jscode2session and the /sim/ control
     /// API), for several wxauth replicas or your own integration tests.
+    #[command(
+        after_help = "The app secret it expects comes from WXAUTH_APP_SECRET or WXAUTH_APP_SECRET_FILE \
+                      (default simulator-secret), never from a flag."
+    )]
     Sim(SimConfig),
     /// Probe a running wxauth's gRPC health (for container health checks):
     /// exits 0 when SERVING, 1 otherwise.
@@ -52,7 +58,7 @@ pub struct CheckConfig {
     #[arg(long, default_value = "wxauth.v1.AuthService")]
     pub service: String,
     /// Give up after this long.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = duration)]
     pub timeout: Duration,
     /// PEM CA certificate to trust for an `https://` address.
     #[arg(long)]
@@ -61,6 +67,21 @@ pub struct CheckConfig {
     /// address's host (e.g. probing `https://127.0.0.1:50051` in a container).
     #[arg(long)]
     pub tls_domain: Option<String>,
+}
+
+/// The longest duration any setting accepts. Far beyond any sensible
+/// setting, and far below what breaks: the token cache refuses a TTL over
+/// 1,000 years (a panic at startup) and millisecond timestamps must fit i64.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Every duration setting's parser (flags, environment, file): humantime
+/// syntax (`90s`, `7d`, `1h 30m`), at most [`MAX_DURATION`].
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 90s, 7d)"))?;
+    if d > MAX_DURATION {
+        return Err("too long: at most 100 years (36500d)".to_owned());
+    }
+    Ok(d)
 }
 
 /// An address, or `off`.
@@ -93,7 +114,7 @@ pub struct Config {
     pub config: Option<std::path::PathBuf>,
 
     /// Mini programs from the configuration file's `[[apps]]`; when empty,
-    /// the one app of `--app-id`/`--app-secret` (or the simulator's).
+    /// the one app of `--app-id` and `WXAUTH_APP_SECRET` (or the simulator's).
     #[arg(skip)]
     pub apps: Vec<crate::config::file::AppEntry>,
 
@@ -134,17 +155,17 @@ pub struct Config {
 
     /// How long a request waits for a database connection before it fails
     /// with UNAVAILABLE (STORE_UNAVAILABLE), e.g. while the database is down.
-    #[arg(long, env = "WXAUTH_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_DB_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = duration)]
     pub db_acquire_timeout: Duration,
 
     /// PostgreSQL only: the server cancels any statement running longer
     /// (the request fails with UNAVAILABLE). Migrations are exempt.
-    #[arg(long, env = "WXAUTH_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub db_statement_timeout: Duration,
 
     /// How often the health service probes the database. It reports
     /// NOT_SERVING while a probe fails or takes longer than the acquire timeout.
-    #[arg(long, env = "WXAUTH_HEALTH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_HEALTH_INTERVAL", default_value = "2s", value_parser = duration)]
     pub health_interval: Duration,
 
     /// The mini program's WeChat appid. Defaults to the simulator's app id
@@ -152,8 +173,10 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_APP_ID")]
     pub app_id: Option<String>,
 
-    /// The mini program's AppSecret. Unset: run the built-in WeChat simulator.
-    #[arg(long, env = "WXAUTH_APP_SECRET", hide_env_values = true, value_parser = secret)]
+    /// The mini program's AppSecret: `WXAUTH_APP_SECRET` or `_FILE` only
+    /// (see [`SECRETS_HELP`]). Unset: the built-in WeChat simulator, where
+    /// [`Config::run_simulator`] allows it.
+    #[arg(skip)]
     pub app_secret: Option<Secret<String>>,
 
     /// WeChat API base URL (point it at `wxauth sim` to share a simulator).
@@ -168,45 +191,49 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_SIM_LISTEN", default_value = "127.0.0.1:8081")]
     pub sim_listen: SocketAddr,
 
-    /// Server key (base64, at least 32 bytes) that signs session tokens,
-    /// hashes codes and seals session_keys and access tokens in the
-    /// database. Keep it out of the database. Unset with SQLite: a key file
-    /// is created beside the database file.
-    #[arg(long, env = "WXAUTH_SERVER_KEY", hide_env_values = true, value_parser = secret)]
+    /// Run the built-in WeChat simulator (fake logins) although this is not
+    /// the development setup. Without an app secret it runs on its own only
+    /// when gRPC listens on a loopback address and the database is SQLite;
+    /// anywhere else wxauth refuses to start unless this is set.
+    #[arg(long, env = "WXAUTH_SIMULATOR", default_value_t = false)]
+    pub simulator: bool,
+
+    /// `WXAUTH_SERVER_KEY` or `_FILE` only (see [`SECRETS_HELP`]).
+    #[arg(skip)]
     pub server_key: Option<Secret<String>>,
 
-    /// Server keys the current one replaced (comma-separated base64, newest
-    /// first): tokens they signed keep verifying and rows they sealed stay
-    /// readable. Keep one for the token lifetime after a rotation.
-    #[arg(long, env = "WXAUTH_PREVIOUS_SERVER_KEYS", hide_env_values = true, value_parser = secret)]
+    /// `WXAUTH_PREVIOUS_SERVER_KEYS` or `_FILE` only (see [`SECRETS_HELP`]).
+    #[arg(skip)]
     pub previous_server_keys: Option<Secret<String>>,
 
     /// A token unused for this long expires (e.g. `7d`, `12h`).
-    #[arg(long, env = "WXAUTH_TOKEN_IDLE_TIMEOUT", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_TOKEN_IDLE_TIMEOUT", default_value = "7d", value_parser = duration)]
     pub token_idle_timeout: Duration,
 
     /// A token expires this long after login, however much it is used.
-    #[arg(long, env = "WXAUTH_TOKEN_LIFETIME", default_value = "30d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_TOKEN_LIFETIME", default_value = "30d", value_parser = duration)]
     pub token_lifetime: Duration,
 
     /// Logins of one user within this window share one token; `0s` disables.
-    #[arg(long, env = "WXAUTH_LOGIN_WINDOW", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_LOGIN_WINDOW", default_value = "60s", value_parser = duration)]
     pub login_window: Duration,
 
     /// Precision of the idle timeout: last-seen is written at most this often
     /// per token, so verifications are not all writes.
-    #[arg(long, env = "WXAUTH_TOUCH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_TOUCH_INTERVAL", default_value = "60s", value_parser = duration)]
     pub touch_interval: Duration,
 
-    /// Most sessions the VerifyToken cache holds (about 1 KiB each); `0`
-    /// disables it. Revocations and phone changes reach it at once on this
-    /// replica and within 1 s on the others.
+    /// Most sessions the VerifyToken cache holds, and so its memory bound:
+    /// each typical session counts as 1,100 bytes (measured), one with long
+    /// profile fields for more (100,000: about 110 MB); `0` disables it.
+    /// Revocations and phone changes reach it at once on this replica and
+    /// within 1 s on the others.
     #[arg(long, env = "WXAUTH_TOKEN_CACHE_SIZE", default_value_t = 100_000)]
     pub token_cache_size: u64,
 
     /// Longest a session stays in the VerifyToken cache before the store is
     /// asked again.
-    #[arg(long, env = "WXAUTH_TOKEN_CACHE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_TOKEN_CACHE_TTL", default_value = "10m", value_parser = duration)]
     pub token_cache_ttl: Duration,
 
     /// VerifyToken answers PERMISSION_DENIED PHONE_REQUIRED for users
@@ -216,24 +243,24 @@ pub struct Config {
 
     /// Phone authorisations (watermark) older than this are rejected as
     /// replays; `0s` disables.
-    #[arg(long, env = "WXAUTH_PHONE_MAX_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_PHONE_MAX_AGE", default_value = "10m", value_parser = duration)]
     pub phone_max_age: Duration,
 
     /// After a session_key rotation, the replaced key may still open payloads
     /// for this long (getPhoneNumber raced a wx.login).
-    #[arg(long, env = "WXAUTH_SESSION_KEY_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_SESSION_KEY_GRACE", default_value = "5m", value_parser = duration)]
     pub session_key_grace: Duration,
 
     /// How long CheckSession reuses WeChat's answer for a user's session_key.
-    #[arg(long, env = "WXAUTH_CHECK_SESSION_CACHE", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_CHECK_SESSION_CACHE", default_value = "60s", value_parser = duration)]
     pub check_session_cache: Duration,
 
     /// Deadline for one WeChat call, retries included.
-    #[arg(long, env = "WXAUTH_WECHAT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_WECHAT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub wechat_timeout: Duration,
 
     /// Connect timeout for WeChat.
-    #[arg(long, env = "WXAUTH_WECHAT_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_WECHAT_CONNECT_TIMEOUT", default_value = "2s", value_parser = duration)]
     pub wechat_connect_timeout: Duration,
 
     /// Retries after a WeChat system error (-1), HTTP 5xx or transport error.
@@ -242,7 +269,7 @@ pub struct Config {
 
     /// On SIGTERM, how long in-flight calls may take before the remaining
     /// connections (e.g. health watch streams) are closed.
-    #[arg(long, env = "WXAUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub shutdown_grace: Duration,
 
     /// Consecutive failed WeChat calls (after retries) that open an app's
@@ -253,7 +280,7 @@ pub struct Config {
     pub wechat_breaker_threshold: u32,
 
     /// How long an open circuit breaker fails fast before one probe call.
-    #[arg(long, env = "WXAUTH_WECHAT_BREAKER_OPEN", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_WECHAT_BREAKER_OPEN", default_value = "10s", value_parser = duration)]
     pub wechat_breaker_open: Duration,
 
     /// Outbound WeChat calls per second per app (keep it under WeChat's
@@ -309,25 +336,110 @@ pub struct SimConfig {
     /// App id the simulator accepts.
     #[arg(long = "sim-app-id", env = "WXAUTH_APP_ID", default_value = DEV_APP_ID)]
     pub app_id: String,
-    /// App secret the simulator expects (a wrong one gets errcode 40125).
-    #[arg(
-        long = "sim-app-secret",
-        env = "WXAUTH_APP_SECRET",
-        hide_env_values = true,
-        default_value = DEV_APP_SECRET,
-        value_parser = secret
-    )]
+    /// App secret the simulator expects (a wrong one gets errcode 40125):
+    /// `WXAUTH_APP_SECRET` or `_FILE` only, default `simulator-secret`.
+    #[arg(skip = Secret::new(DEV_APP_SECRET.to_owned()))]
     pub app_secret: Secret<String>,
 }
 
-fn secret(s: &str) -> Result<Secret<String>, String> {
-    Ok(Secret::new(s.to_owned()))
+/// The secrets, each from the environment or a file and never from a flag:
+/// a command line is visible to every user of the machine (`ps`).
+pub const SECRET_VARIABLES: [&str; 3] = [
+    "WXAUTH_APP_SECRET",
+    "WXAUTH_SERVER_KEY",
+    "WXAUTH_PREVIOUS_SERVER_KEYS",
+];
+
+/// The end of `--help`: the settings that are not flags.
+pub const SECRETS_HELP: &str = "\
+Secrets are read from the environment or a file only, never from a flag (a command line is visible \
+to every user in `ps`). Each VAR may instead be VAR_FILE, the path of a file holding it (e.g. a \
+mounted Kubernetes Secret):
+  WXAUTH_APP_SECRET            the mini program's AppSecret; unset: the built-in WeChat simulator,
+                               run only on loopback with SQLite unless WXAUTH_SIMULATOR=true
+  WXAUTH_SERVER_KEY            base64, at least 32 bytes: signs session tokens, hashes codes, seals
+                               session_keys and access tokens; unset with SQLite: a 0600 key file
+                               beside the database
+  WXAUTH_PREVIOUS_SERVER_KEYS  keys the current one replaced (comma-separated base64, newest first)
+A PostgreSQL password belongs in WXAUTH_DATABASE_URL (environment), PGPASSWORD or a pgpass file, \
+not in --database-url.";
+
+impl Cli {
+    /// Reads the secrets through `env` (the process environment, or a map
+    /// in tests): `VAR`, or the file named by `VAR_FILE`.
+    pub fn read_secrets(&mut self, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> anyhow::Result<()> {
+        let [app_secret, server_key, previous] = SECRET_VARIABLES.map(|name| secret_variable(&env, name));
+        self.config.app_secret = app_secret?;
+        self.config.server_key = server_key?;
+        self.config.previous_server_keys = previous?;
+        if let (Some(Command::Sim(sim)), Some(secret)) = (&mut self.command, &self.config.app_secret) {
+            sim.app_secret = secret.clone();
+        }
+        Ok(())
+    }
+}
+
+/// One secret: `name` or the file `name_FILE` names, trimmed; unset when
+/// both are unset or empty.
+fn secret_variable(
+    env: &impl Fn(&str) -> Option<std::ffi::OsString>,
+    name: &str,
+) -> anyhow::Result<Option<Secret<String>>> {
+    use anyhow::Context;
+    let file_name = format!("{name}_FILE");
+    let non_empty = |n: &str| env(n).filter(|v| !v.is_empty());
+    let value = match (non_empty(name), non_empty(&file_name)) {
+        (Some(_), Some(_)) => anyhow::bail!("set {name} or {file_name}, not both"),
+        (Some(value), None) => value
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("{name} is not UTF-8"))?,
+        (None, Some(path)) => {
+            let path = std::path::PathBuf::from(path);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{file_name}: reading {}", path.display()))?;
+            if text.trim().is_empty() {
+                anyhow::bail!("{file_name}: {} is empty", path.display());
+            }
+            text
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Secret::new(value.trim().to_owned())))
 }
 
 impl Config {
-    /// Whether wxauth should run its own WeChat simulator.
-    pub fn simulated(&self) -> bool {
-        self.app_secret.is_none()
+    /// Whether wxauth runs its own WeChat simulator: asked for with
+    /// `--simulator`, or without credentials in the development setup
+    /// (loopback gRPC, SQLite), where nobody can take its fake logins for
+    /// real ones. Any other setup without credentials is a mistake: refused.
+    pub fn run_simulator(&self) -> anyhow::Result<bool> {
+        if self.has_credentials() {
+            if self.simulator {
+                anyhow::bail!(
+                    "WXAUTH_SIMULATOR=true and WeChat credentials (WXAUTH_APP_SECRET or [[apps]]) \
+                     are both set: choose real WeChat or the simulator"
+                );
+            }
+            return Ok(false);
+        }
+        if self.simulator || self.is_development() {
+            return Ok(true);
+        }
+        let why = if self.database_url.starts_with("sqlite:") {
+            format!("gRPC listens on {}, not a loopback address", self.listen)
+        } else {
+            "the database is not SQLite".to_owned()
+        };
+        anyhow::bail!(
+            "no WXAUTH_APP_SECRET and {why}: refusing to run the built-in WeChat simulator, \
+             whose fake logins anyone could mint. Set WXAUTH_APP_SECRET (or [[apps]]) for real WeChat, \
+             or WXAUTH_SIMULATOR=true to run the simulator on purpose"
+        )
+    }
+
+    /// The quick start's setup: gRPC on loopback over a SQLite file.
+    fn is_development(&self) -> bool {
+        self.listen.ip().is_loopback() && self.database_url.starts_with("sqlite:")
     }
 
     /// The database pool limits.
@@ -403,24 +515,134 @@ mod tests {
         assert_eq!(rows, args);
     }
 
+    /// An environment of `pairs`, as [`Cli::read_secrets`] sees it.
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).map(Into::into)
+    }
+
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let cli = Cli::parse_from([
-            "wxauth",
-            "--app-secret",
-            "s3cr3t-value",
-            "--server-key",
-            "k3y",
-            "--previous-server-keys",
-            "0ld-k3y",
-        ]);
+        let mut cli = Cli::parse_from(["wxauth"]);
+        cli.read_secrets(env(&[
+            ("WXAUTH_APP_SECRET", "s3cr3t-value"),
+            ("WXAUTH_SERVER_KEY", "k3y"),
+            ("WXAUTH_PREVIOUS_SERVER_KEYS", "0ld-k3y"),
+        ]))
+        .unwrap();
+        assert_eq!(cli.config.server_key.as_ref().unwrap().expose(), "k3y");
         let dbg = format!("{cli:?}");
         assert!(
             !dbg.contains("s3cr3t-value") && !dbg.contains("k3y") && !dbg.contains("0ld"),
             "{dbg}"
         );
-        let sim = Cli::parse_from(["wxauth", "sim", "--sim-app-secret", "s1m-s3cr3t"]);
+        let mut sim = Cli::parse_from(["wxauth", "sim"]);
+        sim.read_secrets(env(&[("WXAUTH_APP_SECRET", "s1m-s3cr3t")]))
+            .unwrap();
         let dbg = format!("{sim:?}");
         assert!(dbg.contains("Sim") && !dbg.contains("s1m-s3cr3t"), "{dbg}");
+        let Some(Command::Sim(sim)) = sim.command else {
+            unreachable!()
+        };
+        assert_eq!(sim.app_secret.expose(), "s1m-s3cr3t");
+    }
+
+    #[test]
+    fn secrets_are_refused_as_flags_and_help_says_where_they_go() {
+        for flag in ["--app-secret", "--server-key", "--previous-server-keys"] {
+            let parsed = Cli::try_parse_from(["wxauth", flag, "s3cr3t-value"]);
+            let error = parsed.expect_err(flag).to_string();
+            assert!(!error.contains("s3cr3t-value"), "{error}");
+        }
+        assert!(Cli::try_parse_from(["wxauth", "sim", "--sim-app-secret", "x"]).is_err());
+        let help = Cli::command().render_long_help().to_string();
+        for name in SECRET_VARIABLES {
+            assert!(help.contains(name), "--help names {name}");
+        }
+        assert!(
+            help.contains("never from a flag") && help.contains("_FILE"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn a_secret_comes_from_its_file_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "from-a-file\n").unwrap();
+        let path = path.to_str().unwrap();
+        let mut cli = Cli::parse_from(["wxauth"]);
+        cli.read_secrets(env(&[("WXAUTH_SERVER_KEY_FILE", path)]))
+            .unwrap();
+        assert_eq!(cli.config.server_key.unwrap().expose(), "from-a-file");
+        let both = [("WXAUTH_SERVER_KEY", "x"), ("WXAUTH_SERVER_KEY_FILE", path)];
+        assert!(Cli::parse_from(["wxauth"]).read_secrets(env(&both)).is_err());
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let empty = dir.path().join("empty");
+        let empty = [("WXAUTH_APP_SECRET_FILE", empty.to_str().unwrap())];
+        assert!(Cli::parse_from(["wxauth"]).read_secrets(env(&empty)).is_err());
+    }
+
+    #[test]
+    fn every_duration_is_refused_beyond_a_hundred_years_with_a_message() {
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("36500d"), Ok(MAX_DURATION));
+        assert!(duration("36501d").unwrap_err().contains("at most 100 years"));
+        assert!(duration("2000y").is_err());
+        assert!(duration("99999999999999999999y").is_err());
+        assert!(duration("soon").is_err());
+        let durations: Vec<_> = Cli::command()
+            .get_arguments()
+            .filter(|a| {
+                a.get_default_values().iter().any(|v| {
+                    let v = v.to_string_lossy();
+                    v.ends_with(|c: char| c.is_ascii_alphabetic()) && humantime::parse_duration(&v).is_ok()
+                })
+            })
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect();
+        assert!(durations.len() >= 15, "{durations:?}");
+        for flag in durations {
+            let flag = format!("--{flag}");
+            let error = Cli::try_parse_from(["wxauth", &flag, "2000y"])
+                .expect_err(&flag)
+                .to_string();
+            assert!(error.contains("at most 100 years"), "{flag}: {error}");
+        }
+    }
+
+    #[test]
+    fn without_credentials_only_the_development_setup_runs_the_simulator() {
+        let config = |args: &[&str]| {
+            let mut all = vec!["wxauth"];
+            all.extend(args);
+            Cli::parse_from(all).config
+        };
+        assert!(config(&[]).run_simulator().unwrap(), "the quick start");
+        assert!(
+            config(&["--listen", "[::1]:9", "--database-url", "sqlite::memory:"])
+                .run_simulator()
+                .unwrap()
+        );
+        for refused in [
+            config(&["--database-url", "postgres://u@db/wxauth"]),
+            config(&["--listen", "0.0.0.0:50051"]),
+        ] {
+            let error = refused.run_simulator().unwrap_err().to_string();
+            assert!(
+                error.contains("WXAUTH_APP_SECRET") && error.contains("WXAUTH_SIMULATOR"),
+                "{error}"
+            );
+        }
+        let on_purpose = config(&["--listen", "0.0.0.0:50051", "--simulator"]);
+        assert!(on_purpose.run_simulator().unwrap());
+        let mut real = config(&["--listen", "0.0.0.0:50051"]);
+        real.app_secret = Some("s".into());
+        assert!(!real.run_simulator().unwrap());
+        real.simulator = true;
+        assert!(real.run_simulator().is_err(), "both is ambiguous");
     }
 }

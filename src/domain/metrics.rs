@@ -98,6 +98,13 @@ pub fn register_apps<'a>(app_ids: impl IntoIterator<Item = &'a str>) {
     }
 }
 
+/// 1 while the built-in WeChat simulator stands in for WeChat (fake
+/// logins): an alert on it catches a production replica started without
+/// its app secret.
+pub fn simulator_active(active: bool) {
+    gauge!("wxauth_simulator_active").set(if active { 1.0 } else { 0.0 });
+}
+
 /// A lookup in one of the in-process caches: `access_token` (an app's
 /// WeChat access token), `code_flight` (a hit joined a concurrent exchange
 /// of the same login code), `check_session` (WeChat's checksession answer).

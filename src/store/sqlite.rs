@@ -55,6 +55,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let memory = url.contains(":memory:");
+        if !memory {
+            make_private(options.get_filename())?;
+        }
         // An in-memory database lives in one connection.
         let readers = if memory {
             1
@@ -87,6 +90,52 @@ impl SqliteStore {
             _checkpoints,
         })
     }
+}
+
+/// The database holds openids and phone numbers: owner-only, like the
+/// server key beside it. SQLite creates files 0644 (less the umask) and
+/// gives its `-wal` and `-shm` files the main file's mode, so the main file
+/// is created 0600 before SQLite opens it; files an earlier version
+/// created readable by others are narrowed.
+#[cfg(unix)]
+fn make_private(db: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db);
+    match created {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", db.display())),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::Path::new(&name);
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "made the database file readable by its owner only")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "the database file is readable by others and could not be made private: chmod 600 it")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_: &std::path::Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// WAL pages after which the writer checkpoints itself (SQLite's default

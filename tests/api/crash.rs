@@ -30,7 +30,9 @@ type Round = (Vec<String>, HashMap<String, ExchangeCodeResponse>);
 async fn kill_9_during_logins_keeps_every_answered_login_and_leaves_no_half_login() {
     let database = Database::create().await;
     let server_key = random_server_key();
-    let args = ["--server-key", &server_key, "--wechat-timeout", "2s"];
+    // Explicit: the built-in simulator runs on PostgreSQL only when asked.
+    let args = ["--simulator", "--wechat-timeout", "2s"];
+    let env = [("WXAUTH_SERVER_KEY", server_key.as_str())];
     let (mut codes, mut answered) = (Vec::new(), HashMap::new());
     // The first half of each round's WeChat calls is delayed, so kills land
     // while they wait for WeChat, and just after the delayed ones answer.
@@ -41,7 +43,7 @@ async fn kill_9_during_logins_keeps_every_answered_login_and_leaves_no_half_logi
         (KillPoint::Tokens(LOGINS - 5), 100),
     ];
     for (kill_at, delay_ms) in rounds {
-        let mut wxauth = Process::start(&database.url(), &args).await;
+        let mut wxauth = Process::start_with_env(&database.url(), &args, &env).await;
         let (sent, got) = logins_until_killed(&mut wxauth, kill_at, delay_ms).await;
         codes.extend(sent);
         answered.extend(got);
@@ -52,7 +54,7 @@ async fn kill_9_during_logins_keeps_every_answered_login_and_leaves_no_half_logi
         answered.len()
     );
 
-    let wxauth = Process::start(&database.url(), &args).await;
+    let wxauth = Process::start_with_env(&database.url(), &args, &env).await;
     if Backend::current() == Backend::Sqlite {
         assert_eq!(database.text("PRAGMA integrity_check", &[]).await, "ok");
     }

@@ -1,7 +1,7 @@
 //! The deployment files name only settings wxauth reads: the Kubernetes
 //! ConfigMap is a configuration file wxauth accepts, and every `WXAUTH_*`
-//! variable in the Dockerfile and the manifests is one of its options or
-//! an app secret the ConfigMap points at.
+//! variable in the Dockerfile and the manifests is one of its options, one
+//! of its secrets, or an app secret the ConfigMap points at.
 use std::collections::BTreeSet;
 
 use clap::CommandFactory;
@@ -50,6 +50,12 @@ fn every_wxauth_variable_in_the_deployment_files_is_one_wxauth_reads() {
         .get_arguments()
         .filter_map(|a| Some(a.get_env()?.to_string_lossy().into_owned()))
         .collect();
+    // Secrets are environment variables (or `_FILE` ones), not flags.
+    known.extend(
+        wxauth::config::SECRET_VARIABLES
+            .iter()
+            .flat_map(|name| [(*name).to_owned(), format!("{name}_FILE")]),
+    );
     known.extend(
         config_map_cli()
             .config

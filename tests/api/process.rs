@@ -30,10 +30,24 @@ impl Process {
     /// Starts wxauth on `database_url` with its simulator, both on port 0,
     /// and `args`; returns once it serves gRPC.
     pub async fn start(database_url: &str, args: &[&str]) -> Self {
+        Self::start_with_env(database_url, args, &[]).await
+    }
+
+    /// Like [`Process::start`], with environment variables (secrets are
+    /// never flags).
+    pub async fn start_with_env(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        // Defaults for what `args` does not set itself.
+        let defaults = [
+            ["--listen", "127.0.0.1:0"],
+            ["--sim-listen", "127.0.0.1:0"],
+            ["--metrics-listen", "off"],
+            ["--log-format", "json"],
+        ];
+        let defaults = defaults.into_iter().filter(|[flag, _]| !args.contains(flag));
         let mut child = Command::new(env!("CARGO_BIN_EXE_wxauth"))
             .env_clear()
-            .args(["--listen", "127.0.0.1:0", "--sim-listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "off", "--log-format", "json"])
+            .envs(env.iter().copied())
+            .args(defaults.flatten())
             .args(["--database-url", database_url])
             .args(args)
             .stdout(std::process::Stdio::piped())
@@ -135,6 +149,25 @@ fn json_line(line: &str) -> Value {
         assert!(value.get(key).is_some(), "no {key} in {line}");
     }
     value
+}
+
+/// Runs wxauth with only `args` and `env` until it exits (a start it
+/// refuses); returns its exit status and what it wrote to stderr.
+pub async fn refused_start(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let run = Command::new(env!("CARGO_BIN_EXE_wxauth"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(HANG_GUARD, run)
+        .await
+        .expect("wxauth started instead of refusing")
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Polls `condition` until it holds (within `HANG_GUARD`).
