@@ -82,15 +82,6 @@ impl Application {
             .await
             .context("opening the database")?;
         let keys = server_keys(config)?;
-        let sealed = crate::at_rest::seal_plaintext_rows(&*store, &keys)
-            .await
-            .context("sealing secrets stored in plaintext by an earlier version")?;
-        if sealed > 0 {
-            tracing::info!(
-                rows = sealed,
-                "sealed secrets an earlier version stored in plaintext"
-            );
-        }
         let wechat = WechatClient::new(
             &base_url,
             RetryPolicy {

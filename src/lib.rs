@@ -15,7 +15,7 @@
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
 //!   the contract tests both pass; all SQL lives there.
 //! - [`at_rest`]: seals session_keys and access tokens before the store sees
-//!   them and opens them after; seals plaintext rows of earlier versions.
+//!   them and opens them after.
 //! - [`crypto`]: tokens, keyed hashes, AES-CBC, sealing and signatures: pure functions.
 //! - [`validation`]: the limits of every request field, checked by
 //!   `grpc::requests` before any I/O.

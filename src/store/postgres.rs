@@ -10,8 +10,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{
-    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
-    SecretColumn, Store, Touch,
+    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store, Touch,
 };
 use crate::crypto::SessionId;
 use crate::error::Result;
@@ -363,30 +362,6 @@ impl Store for PgStore {
 
     async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
         shared::postgres::drop_access_token(&self.pool, app_id, fetch_id).await
-    }
-
-    async fn plaintext_pending(&self) -> Result<bool> {
-        shared::postgres::plaintext_pending(&self.pool).await
-    }
-
-    async fn plaintext_done(&self) -> Result<()> {
-        shared::postgres::plaintext_done(&self.pool).await
-    }
-
-    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
-        shared::postgres::plaintext_secrets(&self.pool, column, limit).await
-    }
-
-    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
-        shared::postgres::seal_plaintext(&self.pool, column, rows).await
-    }
-
-    async fn erase_overwritten(&self) -> Result<()> {
-        // Old row versions stay in the table files until vacuum reuses the
-        // space. VACUUM FULL would erase them but locks the tables, which one
-        // replica must not do at startup while others serve: the README
-        // leaves it to the operator.
-        Ok(())
     }
 }
 

@@ -8,10 +8,9 @@ macro_rules! shared_statements {
         use crate::error::{Error, Result};
         use crate::model::{Phone, PhoneBinding, Profile, SealedAccessToken, SealedSessionKeys, Session, User};
         use crate::store::rows::{
-            AccessTokenRow, PhoneCodeRow, PhoneRow, PlainSecretRow, SessionKeysRow, SessionUserRow, UserRow,
+            AccessTokenRow, PhoneCodeRow, PhoneRow, SessionKeysRow, SessionUserRow, UserRow,
             SESSION_USER_COLUMNS, USER_COLUMNS,
         };
-        use crate::store::{PlainSecret, Resealed, SecretColumn};
         use crate::store::PhoneClaim;
 
         type Pool = sqlx::Pool<$db>;
@@ -304,113 +303,9 @@ macro_rules! shared_statements {
             Ok(row.map(Into::into))
         }
 
-        pub async fn plaintext_pending(pool: &Pool) -> Result<bool> {
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM plaintext_sealing")
-                .fetch_one(pool)
-                .await?;
-            Ok(n > 0)
-        }
-
-        pub async fn plaintext_done(pool: &Pool) -> Result<()> {
-            sqlx::query("DELETE FROM plaintext_sealing").execute(pool).await?;
-            Ok(())
-        }
-
-        pub async fn plaintext_secrets(pool: &Pool, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
-            let rows: Vec<PlainSecretRow> = sqlx::query_as(&super::SecretPlace::of(column).plaintext_query())
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.into_iter().map(Into::into).collect())
-        }
-
-        pub async fn seal_plaintext(pool: &Pool, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
-            let place = super::SecretPlace::of(column);
-            let sql = place.seal_statement();
-            let mut tx = pool.begin().await?;
-            let mut sealed = 0;
-            // In row order, as listed: replicas sealing at once lock rows in
-            // the same order, so they wait for each other but never deadlock.
-            for r in rows {
-                let query = sqlx::query(&sql).bind(&r.plain.row).bind(r.sealed.as_str());
-                let query = match place.mac {
-                    Some(_) => query.bind(&r.mac),
-                    None => query,
-                };
-                let done = query.bind(r.plain.value.expose()).execute(&mut *tx).await?;
-                sealed += done.rows_affected();
-            }
-            tx.commit().await?;
-            Ok(sealed)
-        }
-
         #[allow(dead_code)]
         fn _uses(_: Error) {}
     };
-}
-
-/// Where a secret column lives, for the statements that seal plaintext rows.
-struct SecretPlace {
-    table: &'static str,
-    key: &'static str,
-    /// What the slot binds besides the app: the user's openid, else the key.
-    owner: &'static str,
-    value: &'static str,
-    /// The column of the value's keyed MAC, if it has one.
-    mac: Option<&'static str>,
-}
-
-impl SecretPlace {
-    fn of(column: super::SecretColumn) -> Self {
-        use super::SecretColumn::*;
-        let (table, key, owner, value) = match column {
-            SessionKey => ("users", "user_id", "openid", "session_key"),
-            PrevSessionKey => ("users", "user_id", "openid", "prev_session_key"),
-            ClaimSessionKey => ("code_exchanges", "code_hash", "code_hash", "session_key"),
-            AccessToken => ("access_tokens", "app_id", "app_id", "token"),
-        };
-        let mac = (column == SessionKey).then_some("session_key_mac");
-        Self {
-            table,
-            key,
-            owner,
-            value,
-            mac,
-        }
-    }
-
-    /// Rows whose value does not carry the sealed prefix. A full scan of the
-    /// table at each start; it finds nothing once the rows are sealed.
-    fn plaintext_query(&self) -> String {
-        let Self {
-            table,
-            key,
-            owner,
-            value,
-            ..
-        } = self;
-        let prefix = crate::crypto::SEALED_PREFIX;
-        format!(
-            "SELECT {key} AS row_key, app_id, {owner} AS owner, {value} AS value FROM {table}
-             WHERE {value} IS NOT NULL AND substr({value}, 1, {}) <> '{prefix}'
-             ORDER BY {key} LIMIT $1",
-            prefix.len()
-        )
-    }
-
-    /// Compare-and-set: $1 the row, $2 the sealed value, then the MAC (for
-    /// users.session_key), then the plaintext it must still hold.
-    fn seal_statement(&self) -> String {
-        let Self {
-            table, key, value, ..
-        } = self;
-        match self.mac {
-            Some(mac) => {
-                format!("UPDATE {table} SET {value} = $2, {mac} = $3 WHERE {key} = $1 AND {value} = $4")
-            }
-            None => format!("UPDATE {table} SET {value} = $2 WHERE {key} = $1 AND {value} = $3"),
-        }
-    }
 }
 
 pub(super) mod sqlite {

@@ -18,8 +18,7 @@ use sqlx::{FromRow, Row, SqlitePool};
 use super::rows::{ClaimRow, UPSERT_USER};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{
-    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
-    SecretColumn, Store, Touch,
+    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store, Touch,
 };
 use crate::crypto::SessionId;
 use crate::error::Result;
@@ -423,33 +422,6 @@ impl Store for SqliteStore {
 
     async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
         shared::sqlite::drop_access_token(&self.writer, app_id, fetch_id).await
-    }
-
-    async fn plaintext_pending(&self) -> Result<bool> {
-        shared::sqlite::plaintext_pending(&self.pool).await
-    }
-
-    async fn plaintext_done(&self) -> Result<()> {
-        shared::sqlite::plaintext_done(&self.writer).await
-    }
-
-    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
-        shared::sqlite::plaintext_secrets(&self.pool, column, limit).await
-    }
-
-    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
-        shared::sqlite::seal_plaintext(&self.writer, column, rows).await
-    }
-
-    async fn erase_overwritten(&self) -> Result<()> {
-        // An updated row's old version lingers in the page's free space and
-        // in the WAL until overwritten. VACUUM rebuilds the file from live
-        // rows only; the checkpoint copies it over and empties the WAL.
-        sqlx::query("VACUUM").execute(&self.writer).await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await?;
-        Ok(())
     }
 }
 

@@ -55,7 +55,6 @@ mod codes;
 mod login;
 mod lookups;
 mod phone_codes;
-mod sealing;
 mod sessions;
 mod users;
 
