@@ -162,11 +162,6 @@ impl Application {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The in-process simulator's address, when wxauth runs one.
-    pub fn simulator_addr(&self) -> Option<SocketAddr> {
-        self.simulator.as_ref().map(Simulator::addr)
-    }
-
     /// Serves until `shutdown` resolves: health turns NOT_SERVING first,
     /// then in-flight calls drain and the server stops.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

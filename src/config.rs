@@ -320,11 +320,6 @@ fn secret(s: &str) -> Result<Secret<String>, String> {
 }
 
 impl Config {
-    /// Whether wxauth should run its own WeChat simulator.
-    pub fn simulated(&self) -> bool {
-        self.app_secret.is_none()
-    }
-
     /// The database pool limits.
     pub fn pool_settings(&self) -> PoolSettings {
         PoolSettings {

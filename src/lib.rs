@@ -65,7 +65,9 @@ pub mod users;
 pub mod validation;
 pub mod wechat;
 
-#[doc(hidden)]
+/// Entry points of the fuzz targets; only with the `fuzzing` feature (and
+/// in unit tests, whose property tests share them). Not part of the API.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 
 pub use app::Application;

@@ -9,7 +9,9 @@ mod postgres;
 mod rows;
 mod shared;
 mod sqlite;
-#[doc(hidden)]
+/// Test support; only with the `testing` feature (and in unit tests). Not
+/// part of the API.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::sync::Arc;
