@@ -88,15 +88,6 @@ impl Application {
             .await
             .context("opening the database")?;
         let keys = server_keys(config)?;
-        let sealed = crate::domain::at_rest::seal_plaintext_rows(&*store, &keys)
-            .await
-            .context("sealing secrets stored in plaintext by an earlier version")?;
-        if sealed > 0 {
-            tracing::info!(
-                rows = sealed,
-                "sealed secrets an earlier version stored in plaintext"
-            );
-        }
         let wechat = WechatClient::new(
             &base_url,
             RetryPolicy {
@@ -175,11 +166,6 @@ impl Application {
     /// Where `/metrics` is served, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
-    /// The in-process simulator's address, when wxauth runs one.
-    pub fn simulator_addr(&self) -> Option<SocketAddr> {
-        self.simulator.as_ref().map(Simulator::addr)
     }
 
     /// Serves until `shutdown` resolves: health turns NOT_SERVING first,

@@ -15,24 +15,17 @@
 //!   session_key MAC is keyed by the current server key, so the first login
 //!   after a rotation looks like a new session_key to the upsert: the
 //!   "previous" key it keeps is the same key, which is harmless.
-//! - **Rows of earlier versions**, which held plaintext, are sealed at
-//!   startup before wxauth serves ([`seal_plaintext_rows`]); reads never
-//!   accept plaintext.
 //! - **Failing closed.** A value that does not open (a server key no longer
 //!   configured, an altered or moved ciphertext) counts as absent: a phone
 //!   payload gets SESSION_KEY_STALE, CheckSession asks for a new session_key,
 //!   an access token is fetched anew. It is logged, without the value.
-use crate::domain::crypto::{OpenError, Sealed, ServerKeys, Slot};
+use crate::domain::crypto::{OpenError, ServerKeys, Slot};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{
     SealedAccessToken, SealedExchange, SealedSessionKeys, SessionKeys, StoredAccessToken, User, WechatSession,
 };
 use crate::domain::secret::Secret;
 use crate::service::Wxauth;
-use crate::store::{PlainSecret, Resealed, SecretColumn, Store};
-
-/// Rows sealed per transaction at startup.
-const BATCH: i64 = 500;
 
 /// A login's session_key sealed for the user's row, and its keyed MAC.
 pub(crate) fn seal_for_user(
@@ -158,66 +151,4 @@ impl Wxauth {
         let sealed = self.store.session_keys(&user.user_id).await?;
         open_session_keys(&self.keys, user, sealed)
     }
-}
-
-/// Seals every secret an earlier version stored in plaintext; returns how
-/// many. Idempotent, and safe when several replicas start at once: each
-/// value is replaced only if its row still holds the plaintext, so a row is
-/// sealed once and a concurrent login's newer value is never overwritten.
-pub async fn seal_plaintext_rows(store: &dyn Store, keys: &ServerKeys) -> Result<u64> {
-    // Once done, never again: a scan of every secret column would cost
-    // each start time proportional to the number of users.
-    if !store.plaintext_pending().await? {
-        return Ok(0);
-    }
-    let mut total = 0;
-    for column in SecretColumn::ALL {
-        loop {
-            let plain = store.plaintext_secrets(column, BATCH).await?;
-            if plain.is_empty() {
-                break;
-            }
-            let rows: Vec<Resealed> = plain.into_iter().map(|p| reseal(keys, column, p)).collect();
-            let sealed = store.seal_plaintext(column, &rows).await?;
-            total += sealed;
-            // A batch sealed by someone else (another replica starting now):
-            // leave the rest of this column to it rather than race it row by row.
-            if sealed == 0 {
-                break;
-            }
-        }
-    }
-    if total > 0 {
-        store.erase_overwritten().await?;
-    }
-    // Done only when nothing is left, whoever sealed it; a replica that left
-    // a column to another checks that the other finished.
-    let mut left = false;
-    for column in SecretColumn::ALL {
-        left |= !store.plaintext_secrets(column, 1).await?.is_empty();
-    }
-    if !left {
-        store.plaintext_done().await?;
-    }
-    Ok(total)
-}
-
-fn reseal(keys: &ServerKeys, column: SecretColumn, plain: PlainSecret) -> Resealed {
-    let slot = match column {
-        SecretColumn::SessionKey | SecretColumn::PrevSessionKey => Slot::UserSessionKey {
-            app_id: &plain.app_id,
-            openid: &plain.owner,
-        },
-        SecretColumn::ClaimSessionKey => Slot::ClaimSessionKey {
-            app_id: &plain.app_id,
-            code_hash: &plain.row,
-        },
-        SecretColumn::AccessToken => Slot::AccessToken {
-            app_id: &plain.app_id,
-        },
-    };
-    let value = plain.value.expose();
-    let sealed: Sealed = keys.seal(slot, value);
-    let mac = (column == SecretColumn::SessionKey).then(|| keys.secret_mac(slot, value));
-    Resealed { plain, sealed, mac }
 }

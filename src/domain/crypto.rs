@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 use crate::domain::secret::Secret;
 
 mod seal;
-pub use seal::{OpenError, Sealed, Slot, SEALED_PREFIX};
+pub use seal::{OpenError, Sealed, Slot};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -9,7 +9,9 @@ mod convert;
 pub(crate) mod requests;
 pub mod status;
 
-#[doc(hidden)]
+/// Entry points of the fuzz targets; only with the `fuzzing` feature (and
+/// in unit tests, whose property tests share them). Not part of the API.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 
 pub use access::Access;

@@ -10,7 +10,9 @@ mod postgres;
 mod rows;
 mod shared;
 mod sqlite;
-#[doc(hidden)]
+/// Test support; only with the `testing` feature (and in unit tests). Not
+/// part of the API.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use std::sync::Arc;
@@ -18,13 +20,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::domain::crypto::{Sealed, SessionId};
+use crate::domain::crypto::SessionId;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{
     Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, TokenPolicy,
     User,
 };
-use crate::domain::secret::Secret;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -288,68 +289,6 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets an app's access token, only if it is still the one fetch
     /// `fetch_id` got.
     async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()>;
-
-    /// Whether rows of earlier versions may still hold plaintext (until
-    /// [`Store::plaintext_done`]), so that later starts skip the scan.
-    async fn plaintext_pending(&self) -> Result<bool>;
-
-    /// Records that no plaintext secrets remain.
-    async fn plaintext_done(&self) -> Result<()>;
-
-    /// Up to `limit` values of `column` stored in plaintext by a version
-    /// before secrets were sealed, in row order.
-    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>>;
-
-    /// Replaces plaintext values with their sealed forms in one
-    /// transaction, each only if its row still holds the plaintext (another
-    /// replica or a login may have got there first); returns how many.
-    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64>;
-
-    /// After plaintext values were sealed: erases their old versions from
-    /// the database files where that is cheap (SQLite).
-    async fn erase_overwritten(&self) -> Result<()>;
-}
-
-/// A column that holds a secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecretColumn {
-    /// `users.session_key` (and `session_key_mac` with it).
-    SessionKey,
-    /// `users.prev_session_key`.
-    PrevSessionKey,
-    /// `code_exchanges.session_key`.
-    ClaimSessionKey,
-    /// `access_tokens.token`.
-    AccessToken,
-}
-
-impl SecretColumn {
-    pub const ALL: [Self; 4] = [
-        Self::SessionKey,
-        Self::PrevSessionKey,
-        Self::ClaimSessionKey,
-        Self::AccessToken,
-    ];
-}
-
-/// A secret stored in plaintext, with what its slot is bound to.
-#[derive(Debug)]
-pub struct PlainSecret {
-    /// The row's primary key: user_id, code_hash or app_id.
-    pub row: String,
-    pub app_id: String,
-    /// The user's openid (users), else the row key.
-    pub owner: String,
-    pub value: Secret<String>,
-}
-
-/// A plaintext secret and what replaces it.
-#[derive(Debug)]
-pub struct Resealed {
-    pub plain: PlainSecret,
-    pub sealed: Sealed,
-    /// The keyed MAC, for [`SecretColumn::SessionKey`].
-    pub mac: Option<String>,
 }
 
 /// Opens the store a database URL names and applies its migrations:

@@ -7,7 +7,7 @@
 //! on a connection of its pool and forwards what it hears to the cache.
 //! Every [`HEARTBEAT`] it also NOTIFYs a heartbeat of its own through the
 //! pool; hearing it back proves that everything committed before it was sent
-//! has been heard (see `token_cache` for how that bounds staleness). A lost
+//! has been heard (see `crate::session::cache` for how that bounds staleness). A lost
 //! listening connection means changes may have been missed: the cache is
 //! told to forget everything, and the feed reconnects.
 use std::time::{Duration, Instant};

@@ -7,13 +7,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-use super::rows::{ClaimRow, SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
+use super::rows::{SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
-use super::ChangeSink;
-use super::{
-    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
-    SecretColumn, Store, Touch,
-};
+use super::{shared, ChangeSink, Claim, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store, Touch};
 use crate::domain::crypto::SessionId;
 use crate::domain::error::Result;
 use crate::domain::model::{
@@ -80,90 +76,25 @@ impl Store for PgStore {
         expired_before: i64,
         abandoned_before: i64,
     ) -> Result<Claim> {
-        // Insert a pending claim, or take over one that expired, was
-        // abandoned, or stopped after WeChat's answer. RETURNING yields a row
-        // only when this request now owns the claim. Concurrent claimants
-        // serialise on the row (the conflicting insert waits for the other
-        // transaction, DO UPDATE locks the row), and the WHERE is evaluated
-        // against the newest committed version, so exactly one wins.
-        let acquired: Option<ClaimRow> = sqlx::query_as(
-            "INSERT INTO code_exchanges (code_hash, app_id, state, created_at, claimed_at)
-             VALUES ($1, $2, 'pending', $3, $3)
-             ON CONFLICT (code_hash) DO UPDATE SET
-                 state = 'pending',
-                 claimed_at = excluded.claimed_at,
-                 created_at = CASE WHEN code_exchanges.created_at < $4
-                                   THEN excluded.created_at ELSE code_exchanges.created_at END,
-                 openid = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.openid END,
-                 unionid = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.unionid END,
-                 session_key = CASE WHEN code_exchanges.created_at < $4 THEN NULL ELSE code_exchanges.session_key END,
-                 session_id = NULL,
-                 failure = NULL,
-                 created = NULL
-             WHERE code_exchanges.created_at < $4
-                OR code_exchanges.state = 'exchanged'
-                OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < $5)
-             RETURNING state, openid, unionid, session_key, session_id, failure, created",
+        let (writer, reader) = (&self.pool, &self.pool);
+        shared::postgres::claim_code(
+            writer,
+            reader,
+            code_hash,
+            app_id,
+            now,
+            expired_before,
+            abandoned_before,
         )
-        .bind(code_hash)
-        .bind(app_id)
-        .bind(now)
-        .bind(expired_before)
-        .bind(abandoned_before)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(row) = acquired {
-            return Ok(Claim::Acquired {
-                exchange: row.exchange(),
-            });
-        }
-        let held: Option<ClaimRow> = sqlx::query_as(
-            "SELECT state, openid, unionid, session_key, session_id, failure, created
-             FROM code_exchanges WHERE code_hash = $1",
-        )
-        .bind(code_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        // Gone between the two statements (purged): report pending, the
-        // caller asks again and claims it.
-        Ok(Claim::Held(held.map_or(CodeState::Pending, |r| r.state())))
+        .await
     }
 
     async fn fail_code(&self, code_hash: &str, reason: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE code_exchanges SET state = 'failed', failure = $2,
-                 openid = NULL, unionid = NULL, session_key = NULL
-             WHERE code_hash = $1",
-        )
-        .bind(code_hash)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        shared::postgres::fail_code(&self.pool, code_hash, reason).await
     }
 
     async fn release_code(&self, code_hash: &str, exchange: Option<&SealedExchange>) -> Result<()> {
-        match exchange {
-            None => {
-                sqlx::query("DELETE FROM code_exchanges WHERE code_hash = $1 AND state = 'pending'")
-                    .bind(code_hash)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Some(e) => {
-                sqlx::query(
-                    "UPDATE code_exchanges SET state = 'exchanged', openid = $2, unionid = $3, session_key = $4
-                     WHERE code_hash = $1 AND state = 'pending'",
-                )
-                .bind(code_hash)
-                .bind(&e.openid)
-                .bind(&e.unionid)
-                .bind(e.session_key.as_str())
-                .execute(&self.pool)
-                .await?;
-            }
-        }
-        Ok(())
+        shared::postgres::release_code(&self.pool, code_hash, exchange).await
     }
 
     async fn login(&self, l: NewLogin<'_>) -> Result<LoginRecord> {
@@ -260,12 +191,7 @@ impl Store for PgStore {
     }
 
     async fn purge_codes(&self, before: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM code_exchanges WHERE created_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        let phones = shared::postgres::purge_phone_codes(&self.pool, before).await?;
-        Ok(done.rows_affected() + phones)
+        shared::postgres::purge_codes(&self.pool, before).await
     }
 
     async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>> {
@@ -307,7 +233,8 @@ impl Store for PgStore {
         now: i64,
         abandoned_before: i64,
     ) -> Result<PhoneClaim> {
-        shared::postgres::claim_phone_code(&self.pool, code_hash, user_id, now, abandoned_before).await
+        shared::postgres::claim_phone_code(&self.pool, &self.pool, code_hash, user_id, now, abandoned_before)
+            .await
     }
 
     async fn release_phone_code(&self, code_hash: &str) -> Result<()> {
@@ -363,30 +290,6 @@ impl Store for PgStore {
 
     async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
         shared::postgres::drop_access_token(&self.pool, app_id, fetch_id).await
-    }
-
-    async fn plaintext_pending(&self) -> Result<bool> {
-        shared::postgres::plaintext_pending(&self.pool).await
-    }
-
-    async fn plaintext_done(&self) -> Result<()> {
-        shared::postgres::plaintext_done(&self.pool).await
-    }
-
-    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
-        shared::postgres::plaintext_secrets(&self.pool, column, limit).await
-    }
-
-    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
-        shared::postgres::seal_plaintext(&self.pool, column, rows).await
-    }
-
-    async fn erase_overwritten(&self) -> Result<()> {
-        // Old row versions stay in the table files until vacuum reuses the
-        // space. VACUUM FULL would erase them but locks the tables, which one
-        // replica must not do at startup while others serve: the README
-        // leaves it to the operator.
-        Ok(())
     }
 }
 

@@ -3,11 +3,10 @@
 //! cannot drift apart; only the SQL around them differs.
 use sqlx::FromRow;
 
-use super::{CodeState, PlainSecret};
+use super::CodeState;
 use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User};
-use crate::domain::secret::Secret;
 
 /// What a login's user upsert changes on a known user, in both dialects:
 /// the unionid when WeChat sent one, and the session_key, with the one it
@@ -216,24 +215,4 @@ impl From<AccessTokenRow> for SealedAccessToken {
 #[derive(FromRow)]
 pub(super) struct PhoneRow {
     pub(super) phone_number: Option<String>,
-}
-
-/// A secret stored in plaintext (see `shared::plaintext_secrets`).
-#[derive(FromRow)]
-pub(super) struct PlainSecretRow {
-    row_key: String,
-    app_id: String,
-    owner: String,
-    value: String,
-}
-
-impl From<PlainSecretRow> for PlainSecret {
-    fn from(r: PlainSecretRow) -> Self {
-        PlainSecret {
-            row: r.row_key,
-            app_id: r.app_id,
-            owner: r.owner,
-            value: Secret::new(r.value),
-        }
-    }
 }

@@ -2,17 +2,23 @@
 //! accepts PostgreSQL's `$n` placeholders, so one text serves both; the
 //! macro stamps the functions out once per backend (`sqlite::`,
 //! `postgres::`), and each store's trait method is a one-line call.
+//!
+//! A function that writes takes the pool to write through as `pool` (or
+//! `writer`): SQLite passes its one writer connection, whose readers refuse
+//! writes; PostgreSQL passes its one pool. One that writes and then reads
+//! takes both, so that SQLite's read does not queue behind other writes.
 macro_rules! shared_statements {
     ($db:ty) => {
         use crate::domain::crypto::SessionId;
-        use crate::domain::error::{Error, Result};
-        use crate::domain::model::{Phone, PhoneBinding, Profile, SealedAccessToken, SealedSessionKeys, Session, User};
+        use crate::domain::error::Result;
+        use crate::domain::model::{
+            Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
+        };
         use crate::store::rows::{
-            AccessTokenRow, PhoneCodeRow, PhoneRow, PlainSecretRow, SessionKeysRow, SessionUserRow, UserRow,
+            AccessTokenRow, ClaimRow, PhoneCodeRow, PhoneRow, SessionKeysRow, SessionUserRow, UserRow,
             SESSION_USER_COLUMNS, USER_COLUMNS,
         };
-        use crate::store::{PlainSecret, Resealed, SecretColumn};
-        use crate::store::PhoneClaim;
+        use crate::store::{Claim, CodeState, PhoneClaim};
 
         type Pool = sqlx::Pool<$db>;
 
@@ -124,6 +130,124 @@ macro_rules! shared_statements {
             Ok(done.rows_affected())
         }
 
+        /// See [`crate::store::Store::claim_code`].
+        pub async fn claim_code(
+            writer: &Pool,
+            reader: &Pool,
+            code_hash: &str,
+            app_id: &str,
+            now: i64,
+            expired_before: i64,
+            abandoned_before: i64,
+        ) -> Result<Claim> {
+            // Insert a pending claim, or take over one that expired, was
+            // abandoned, or stopped after WeChat's answer. RETURNING yields a
+            // row only when this request now owns the claim. Concurrent
+            // claimants serialise: on SQLite's one writer; on PostgreSQL on the
+            // row (the conflicting insert waits for the other transaction, DO
+            // UPDATE locks the row, and the WHERE is evaluated against the
+            // newest committed version), so exactly one wins.
+            let acquired: Option<ClaimRow> = sqlx::query_as(
+                "INSERT INTO code_exchanges (code_hash, app_id, state, created_at, claimed_at)
+                 VALUES ($1, $2, 'pending', $3, $3)
+                 ON CONFLICT (code_hash) DO UPDATE SET
+                     state = 'pending',
+                     claimed_at = excluded.claimed_at,
+                     created_at = CASE WHEN code_exchanges.created_at < $4
+                                       THEN excluded.created_at ELSE code_exchanges.created_at END,
+                     openid = CASE WHEN code_exchanges.created_at < $4
+                                   THEN NULL ELSE code_exchanges.openid END,
+                     unionid = CASE WHEN code_exchanges.created_at < $4
+                                    THEN NULL ELSE code_exchanges.unionid END,
+                     session_key = CASE WHEN code_exchanges.created_at < $4
+                                        THEN NULL ELSE code_exchanges.session_key END,
+                     session_id = NULL,
+                     failure = NULL,
+                     created = NULL
+                 WHERE code_exchanges.created_at < $4
+                    OR code_exchanges.state = 'exchanged'
+                    OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < $5)
+                 RETURNING state, openid, unionid, session_key, session_id, failure, created",
+            )
+            .bind(code_hash)
+            .bind(app_id)
+            .bind(now)
+            .bind(expired_before)
+            .bind(abandoned_before)
+            .fetch_optional(writer)
+            .await?;
+            if let Some(row) = acquired {
+                return Ok(Claim::Acquired {
+                    exchange: row.exchange(),
+                });
+            }
+            let held: Option<ClaimRow> = sqlx::query_as(
+                "SELECT state, openid, unionid, session_key, session_id, failure, created
+                 FROM code_exchanges WHERE code_hash = $1",
+            )
+            .bind(code_hash)
+            .fetch_optional(reader)
+            .await?;
+            // Gone between the two statements (purged): report pending, the
+            // caller asks again and claims it.
+            Ok(Claim::Held(held.map_or(CodeState::Pending, |r| r.state())))
+        }
+
+        pub async fn fail_code(pool: &Pool, code_hash: &str, reason: &str) -> Result<()> {
+            sqlx::query(
+                "UPDATE code_exchanges SET state = 'failed', failure = $2,
+                     openid = NULL, unionid = NULL, session_key = NULL
+                 WHERE code_hash = $1",
+            )
+            .bind(code_hash)
+            .bind(reason)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }
+
+        pub async fn release_code(
+            pool: &Pool,
+            code_hash: &str,
+            exchange: Option<&SealedExchange>,
+        ) -> Result<()> {
+            match exchange {
+                None => {
+                    sqlx::query("DELETE FROM code_exchanges WHERE code_hash = $1 AND state = 'pending'")
+                        .bind(code_hash)
+                        .execute(pool)
+                        .await?;
+                }
+                Some(e) => {
+                    sqlx::query(
+                        "UPDATE code_exchanges SET state = 'exchanged', openid = $2, unionid = $3,
+                             session_key = $4
+                         WHERE code_hash = $1 AND state = 'pending'",
+                    )
+                    .bind(code_hash)
+                    .bind(&e.openid)
+                    .bind(&e.unionid)
+                    .bind(e.session_key.as_str())
+                    .execute(pool)
+                    .await?;
+                }
+            }
+            Ok(())
+        }
+
+        /// Forgets code claims and phone codes created before `before`.
+        pub async fn purge_codes(pool: &Pool, before: i64) -> Result<u64> {
+            let codes = sqlx::query("DELETE FROM code_exchanges WHERE created_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            let phones = sqlx::query("DELETE FROM phone_codes WHERE created_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            Ok(codes.rows_affected() + phones.rows_affected())
+        }
+
         pub async fn phone_code(pool: &Pool, code_hash: &str) -> Result<Option<(String, Phone)>> {
             let row: Option<PhoneCodeRow> = sqlx::query_as(
                 "SELECT user_id, phone_number, pure_phone_number, country_code, watermark_timestamp
@@ -163,8 +287,10 @@ macro_rules! shared_statements {
             Ok(())
         }
 
+        /// See [`crate::store::Store::claim_phone_code`].
         pub async fn claim_phone_code(
-            pool: &Pool,
+            writer: &Pool,
+            reader: &Pool,
             code_hash: &str,
             user_id: &str,
             now: i64,
@@ -185,13 +311,13 @@ macro_rules! shared_statements {
             .bind(user_id)
             .bind(now)
             .bind(abandoned_before)
-            .fetch_optional(pool)
+            .fetch_optional(writer)
             .await?;
             if claimed.is_some() {
                 return Ok(PhoneClaim::Acquired);
             }
             // Not done (or purged meanwhile): the caller asks again.
-            Ok(phone_code(pool, code_hash)
+            Ok(phone_code(reader, code_hash)
                 .await?
                 .map_or(PhoneClaim::Pending, |(user_id, phone)| PhoneClaim::Done(user_id, phone)))
         }
@@ -202,14 +328,6 @@ macro_rules! shared_statements {
                 .execute(pool)
                 .await?;
             Ok(())
-        }
-
-        pub async fn purge_phone_codes(pool: &Pool, before: i64) -> Result<u64> {
-            let done = sqlx::query("DELETE FROM phone_codes WHERE created_at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?;
-            Ok(done.rows_affected())
         }
 
         pub async fn access_token(pool: &Pool, app_id: &str) -> Result<Option<SealedAccessToken>> {
@@ -304,113 +422,7 @@ macro_rules! shared_statements {
             Ok(row.map(Into::into))
         }
 
-        pub async fn plaintext_pending(pool: &Pool) -> Result<bool> {
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM plaintext_sealing")
-                .fetch_one(pool)
-                .await?;
-            Ok(n > 0)
-        }
-
-        pub async fn plaintext_done(pool: &Pool) -> Result<()> {
-            sqlx::query("DELETE FROM plaintext_sealing").execute(pool).await?;
-            Ok(())
-        }
-
-        pub async fn plaintext_secrets(pool: &Pool, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
-            let rows: Vec<PlainSecretRow> = sqlx::query_as(&super::SecretPlace::of(column).plaintext_query())
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            Ok(rows.into_iter().map(Into::into).collect())
-        }
-
-        pub async fn seal_plaintext(pool: &Pool, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
-            let place = super::SecretPlace::of(column);
-            let sql = place.seal_statement();
-            let mut tx = pool.begin().await?;
-            let mut sealed = 0;
-            // In row order, as listed: replicas sealing at once lock rows in
-            // the same order, so they wait for each other but never deadlock.
-            for r in rows {
-                let query = sqlx::query(&sql).bind(&r.plain.row).bind(r.sealed.as_str());
-                let query = match place.mac {
-                    Some(_) => query.bind(&r.mac),
-                    None => query,
-                };
-                let done = query.bind(r.plain.value.expose()).execute(&mut *tx).await?;
-                sealed += done.rows_affected();
-            }
-            tx.commit().await?;
-            Ok(sealed)
-        }
-
-        #[allow(dead_code)]
-        fn _uses(_: Error) {}
     };
-}
-
-/// Where a secret column lives, for the statements that seal plaintext rows.
-struct SecretPlace {
-    table: &'static str,
-    key: &'static str,
-    /// What the slot binds besides the app: the user's openid, else the key.
-    owner: &'static str,
-    value: &'static str,
-    /// The column of the value's keyed MAC, if it has one.
-    mac: Option<&'static str>,
-}
-
-impl SecretPlace {
-    fn of(column: super::SecretColumn) -> Self {
-        use super::SecretColumn::*;
-        let (table, key, owner, value) = match column {
-            SessionKey => ("users", "user_id", "openid", "session_key"),
-            PrevSessionKey => ("users", "user_id", "openid", "prev_session_key"),
-            ClaimSessionKey => ("code_exchanges", "code_hash", "code_hash", "session_key"),
-            AccessToken => ("access_tokens", "app_id", "app_id", "token"),
-        };
-        let mac = (column == SessionKey).then_some("session_key_mac");
-        Self {
-            table,
-            key,
-            owner,
-            value,
-            mac,
-        }
-    }
-
-    /// Rows whose value does not carry the sealed prefix. A full scan of the
-    /// table at each start; it finds nothing once the rows are sealed.
-    fn plaintext_query(&self) -> String {
-        let Self {
-            table,
-            key,
-            owner,
-            value,
-            ..
-        } = self;
-        let prefix = crate::domain::crypto::SEALED_PREFIX;
-        format!(
-            "SELECT {key} AS row_key, app_id, {owner} AS owner, {value} AS value FROM {table}
-             WHERE {value} IS NOT NULL AND substr({value}, 1, {}) <> '{prefix}'
-             ORDER BY {key} LIMIT $1",
-            prefix.len()
-        )
-    }
-
-    /// Compare-and-set: $1 the row, $2 the sealed value, then the MAC (for
-    /// users.session_key), then the plaintext it must still hold.
-    fn seal_statement(&self) -> String {
-        let Self {
-            table, key, value, ..
-        } = self;
-        match self.mac {
-            Some(mac) => {
-                format!("UPDATE {table} SET {value} = $2, {mac} = $3 WHERE {key} = $1 AND {value} = $4")
-            }
-            None => format!("UPDATE {table} SET {value} = $2 WHERE {key} = $1 AND {value} = $3"),
-        }
-    }
 }
 
 pub(super) mod sqlite {

@@ -5,8 +5,10 @@
 //! under load makes latency jump; so every write goes through a pool of one
 //! connection (`writer`), where requests queue in order instead, and reads
 //! use the other connections (`readers`), which WAL lets run beside the
-//! writer. The busy timeout remains for other processes (an operator's
-//! `sqlite3` shell, a backup).
+//! writer. The readers are `query_only`: a write sent to them by mistake
+//! fails (in the contract tests, which run every write on a file database)
+//! instead of contending for the lock unnoticed. The busy timeout remains
+//! for other processes (an operator's `sqlite3` shell, a backup).
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +17,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, Row, SqlitePool};
 
-use super::rows::{ClaimRow, UPSERT_USER};
+use super::rows::UPSERT_USER;
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
-use super::ChangeSink;
-use super::{
-    shared, Claim, CodeState, LoginRecord, NewLogin, PhoneClaim, PlainSecret, PoolSettings, Resealed,
-    SecretColumn, Store, Touch,
-};
+use super::{shared, ChangeSink, Claim, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store, Touch};
 use crate::domain::crypto::SessionId;
 use crate::domain::error::Result;
 use crate::domain::model::{
@@ -32,7 +30,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    /// Reads.
+    /// Reads, on query-only connections (for in-memory databases, the writer).
     pool: SqlitePool,
     /// Writes: one connection (the same pool as `pool` for in-memory databases).
     writer: SqlitePool,
@@ -58,36 +56,46 @@ impl SqliteStore {
         if !memory {
             make_private(options.get_filename())?;
         }
-        // An in-memory database lives in one connection.
-        let readers = if memory {
-            1
-        } else {
-            settings.max_connections.saturating_sub(1).max(1)
-        };
-        let pool = pool_options(settings, readers, memory)
-            .connect_with(options.clone())
+        if memory {
+            // An in-memory database lives in one connection, which writes too.
+            let pool = pool_options(settings, 1, memory).connect_with(options).await?;
+            MIGRATOR.run(&pool).await?;
+            return Ok(Self {
+                writer: pool.clone(),
+                pool,
+                memory,
+                _checkpoints: None,
+            });
+        }
+        // The writer first: it creates the file, switches it to WAL and
+        // migrates it, which the query-only readers could not.
+        //
+        // SQLite checkpoints on the connection whose commit fills the WAL,
+        // so with its default (1,000 pages, a few times a second under a
+        // login rush) the single writer stalls on a checkpoint while every
+        // write queues behind it. `checkpoints` copies frames back from a
+        // reader connection instead, beside the writer; the writer's own
+        // checkpoint remains as the bound on the WAL's size, and finds
+        // little left to copy.
+        let writer_options = options
+            .clone()
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string());
+        let writer = pool_options(settings, 1, memory)
+            .connect_with(writer_options)
             .await?;
-        let writer = if memory {
-            pool.clone()
-        } else {
-            // SQLite checkpoints on the connection whose commit fills the
-            // WAL, so with its default (1,000 pages, a few times a second
-            // under a login rush) the single writer stalls on a checkpoint
-            // while every write queues behind it. `checkpoints` copies
-            // frames back from a reader connection instead, beside the
-            // writer; the writer's own checkpoint remains as the bound on
-            // the WAL's size, and finds little left to copy.
-            let options = options.pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string());
-            pool_options(settings, 1, memory).connect_with(options).await?
-        };
         MIGRATOR.run(&writer).await?;
-        let _checkpoints =
-            (!memory).then(|| Arc::new(super::AbortOnDrop(tokio::spawn(checkpoints(pool.clone())))));
+        // query_only refuses every statement that would change the database
+        // but still lets the readers checkpoint.
+        let readers = settings.max_connections.saturating_sub(1).max(1);
+        let pool = pool_options(settings, readers, memory)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await?;
+        let checkpoints = super::AbortOnDrop(tokio::spawn(checkpoints(pool.clone())));
         Ok(Self {
             pool,
             writer,
             memory,
-            _checkpoints,
+            _checkpoints: Some(Arc::new(checkpoints)),
         })
     }
 }
@@ -202,87 +210,25 @@ impl Store for SqliteStore {
         expired_before: i64,
         abandoned_before: i64,
     ) -> Result<Claim> {
-        // Insert a pending claim, or take over one that expired, was
-        // abandoned, or stopped after WeChat's answer. RETURNING yields a row
-        // only when this request now owns the claim.
-        let acquired: Option<ClaimRow> = sqlx::query_as(
-            "INSERT INTO code_exchanges (code_hash, app_id, state, created_at, claimed_at)
-             VALUES (?1, ?2, 'pending', ?3, ?3)
-             ON CONFLICT (code_hash) DO UPDATE SET
-                 state = 'pending',
-                 claimed_at = excluded.claimed_at,
-                 created_at = CASE WHEN code_exchanges.created_at < ?4
-                                   THEN excluded.created_at ELSE code_exchanges.created_at END,
-                 openid = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.openid END,
-                 unionid = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.unionid END,
-                 session_key = CASE WHEN code_exchanges.created_at < ?4 THEN NULL ELSE code_exchanges.session_key END,
-                 session_id = NULL,
-                 failure = NULL,
-                 created = NULL
-             WHERE code_exchanges.created_at < ?4
-                OR code_exchanges.state = 'exchanged'
-                OR (code_exchanges.state = 'pending' AND code_exchanges.claimed_at < ?5)
-             RETURNING state, openid, unionid, session_key, session_id, failure, created",
+        let (writer, reader) = (&self.writer, &self.pool);
+        shared::sqlite::claim_code(
+            writer,
+            reader,
+            code_hash,
+            app_id,
+            now,
+            expired_before,
+            abandoned_before,
         )
-        .bind(code_hash)
-        .bind(app_id)
-        .bind(now)
-        .bind(expired_before)
-        .bind(abandoned_before)
-        .fetch_optional(&self.writer)
-        .await?;
-        if let Some(row) = acquired {
-            return Ok(Claim::Acquired {
-                exchange: row.exchange(),
-            });
-        }
-        let held: Option<ClaimRow> = sqlx::query_as(
-            "SELECT state, openid, unionid, session_key, session_id, failure, created
-             FROM code_exchanges WHERE code_hash = ?1",
-        )
-        .bind(code_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        // Gone between the two statements (purged): report pending, the
-        // caller asks again and claims it.
-        Ok(Claim::Held(held.map_or(CodeState::Pending, |r| r.state())))
+        .await
     }
 
     async fn fail_code(&self, code_hash: &str, reason: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE code_exchanges SET state = 'failed', failure = ?2,
-                 openid = NULL, unionid = NULL, session_key = NULL
-             WHERE code_hash = ?1",
-        )
-        .bind(code_hash)
-        .bind(reason)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        shared::sqlite::fail_code(&self.writer, code_hash, reason).await
     }
 
     async fn release_code(&self, code_hash: &str, exchange: Option<&SealedExchange>) -> Result<()> {
-        match exchange {
-            None => {
-                sqlx::query("DELETE FROM code_exchanges WHERE code_hash = ?1 AND state = 'pending'")
-                    .bind(code_hash)
-                    .execute(&self.writer)
-                    .await?;
-            }
-            Some(e) => {
-                sqlx::query(
-                    "UPDATE code_exchanges SET state = 'exchanged', openid = ?2, unionid = ?3, session_key = ?4
-                     WHERE code_hash = ?1 AND state = 'pending'",
-                )
-                .bind(code_hash)
-                .bind(&e.openid)
-                .bind(&e.unionid)
-                .bind(e.session_key.as_str())
-                .execute(&self.writer)
-                .await?;
-            }
-        }
-        Ok(())
+        shared::sqlite::release_code(&self.writer, code_hash, exchange).await
     }
 
     async fn login(&self, l: NewLogin<'_>) -> Result<LoginRecord> {
@@ -372,12 +318,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_codes(&self, before: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM code_exchanges WHERE created_at < ?1")
-            .bind(before)
-            .execute(&self.writer)
-            .await?;
-        let phones = shared::sqlite::purge_phone_codes(&self.writer, before).await?;
-        Ok(done.rows_affected() + phones)
+        shared::sqlite::purge_codes(&self.writer, before).await
     }
 
     async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>> {
@@ -419,11 +360,19 @@ impl Store for SqliteStore {
         now: i64,
         abandoned_before: i64,
     ) -> Result<PhoneClaim> {
-        shared::sqlite::claim_phone_code(&self.pool, code_hash, user_id, now, abandoned_before).await
+        shared::sqlite::claim_phone_code(
+            &self.writer,
+            &self.pool,
+            code_hash,
+            user_id,
+            now,
+            abandoned_before,
+        )
+        .await
     }
 
     async fn release_phone_code(&self, code_hash: &str) -> Result<()> {
-        shared::sqlite::release_phone_code(&self.pool, code_hash).await
+        shared::sqlite::release_phone_code(&self.writer, code_hash).await
     }
 
     async fn remember_phone_code(
@@ -473,33 +422,6 @@ impl Store for SqliteStore {
 
     async fn drop_access_token(&self, app_id: &str, fetch_id: &str) -> Result<()> {
         shared::sqlite::drop_access_token(&self.writer, app_id, fetch_id).await
-    }
-
-    async fn plaintext_pending(&self) -> Result<bool> {
-        shared::sqlite::plaintext_pending(&self.pool).await
-    }
-
-    async fn plaintext_done(&self) -> Result<()> {
-        shared::sqlite::plaintext_done(&self.writer).await
-    }
-
-    async fn plaintext_secrets(&self, column: SecretColumn, limit: i64) -> Result<Vec<PlainSecret>> {
-        shared::sqlite::plaintext_secrets(&self.pool, column, limit).await
-    }
-
-    async fn seal_plaintext(&self, column: SecretColumn, rows: &[Resealed]) -> Result<u64> {
-        shared::sqlite::seal_plaintext(&self.writer, column, rows).await
-    }
-
-    async fn erase_overwritten(&self) -> Result<()> {
-        // An updated row's old version lingers in the page's free space and
-        // in the WAL until overwritten. VACUUM rebuilds the file from live
-        // rows only; the checkpoint copies it over and empties the WAL.
-        sqlx::query("VACUUM").execute(&self.writer).await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await?;
-        Ok(())
     }
 }
 
@@ -601,6 +523,31 @@ mod tests {
     use super::super::contract_tests::{new_login, wechat};
     use super::super::{PoolSettings, Store};
     use super::SqliteStore;
+
+    /// Every write goes through the one writer connection: a write sent to
+    /// the readers fails rather than contending for SQLite's lock. (The
+    /// contract tests run every write of the store on a file database, so
+    /// a method that wrote through the readers would fail them.)
+    #[tokio::test]
+    async fn the_readers_refuse_writes_and_the_writer_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wxauth.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display()), &PoolSettings::default())
+            .await
+            .unwrap();
+        let insert = "INSERT INTO phone_lookups (user_id, day, count) VALUES ('usr_a', 1, 1)";
+        let refused = sqlx::query(insert).execute(&store.pool).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("readonly"),
+            "a reader wrote: {refused}"
+        );
+        sqlx::query(insert).execute(&store.writer).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM phone_lookups")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "the readers see the writer's commit");
+    }
 
     /// Committed logins reach the database file itself, not only the WAL,
     /// long before the writer's own checkpoint threshold: the background

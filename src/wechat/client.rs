@@ -268,6 +268,7 @@ fn session_from(body: Code2SessionBody) -> Result<WechatSession, WechatError> {
 /// What every endpoint makes of one response body, exactly as a real call
 /// would parse it: for the fuzz targets and property tests
 /// ([`crate::grpc::fuzzing`]).
+#[cfg(any(test, feature = "fuzzing"))]
 #[derive(Debug)]
 pub(crate) struct Parsed {
     pub jscode2session: Result<WechatSession, WechatError>,
@@ -277,6 +278,7 @@ pub(crate) struct Parsed {
     pub resetusersessionkey: Result<Secret<String>, WechatError>,
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_everywhere(body: &[u8]) -> Parsed {
     Parsed {
         jscode2session: decode(body).and_then(session_from),

@@ -1,17 +1,14 @@
-//! Rotating the server key, rows sealed under old keys, rows moved between
-//! users, and plaintext rows of an earlier version.
+//! Rotating the server key, rows sealed under old keys, and rows moved
+//! between users.
 use serde_json::json;
 use tonic::Code;
-use wxauth::Application;
 
 use crate::helpers::{api_tests, assert_error, random_server_key, TestApp};
-use crate::secrets::dump;
 
 api_tests!(
     after_a_rotation_old_tokens_session_keys_and_the_access_token_keep_working,
     without_the_previous_key_old_tokens_and_rows_fail_closed,
     a_session_key_copied_into_another_users_row_does_not_open,
-    plaintext_rows_of_an_earlier_version_are_sealed_at_startup,
 );
 
 /// A user logged in whose phone was bound by code, so that the app's access
@@ -118,53 +115,4 @@ async fn a_session_key_copied_into_another_users_row_does_not_open() {
     assert!(bind_payload(&app, &attacker.openid, &attacker_token)
         .await
         .is_ok());
-}
-
-async fn plaintext_rows_of_an_earlier_version_are_sealed_at_startup() {
-    let mut app = TestApp::spawn().await;
-    let (openid, token) = user_with_access_token(&app).await;
-    let access_token = app.access_token("").await.unwrap().access_token;
-    let session_key = app.sim.login(json!({ "openid": openid })).await.session_key;
-    app.stop().await;
-    // What the previous version wrote: plaintext, and no MAC.
-    let db = &app.database;
-    let legacy = "UPDATE users SET session_key = $1, session_key_mac = NULL WHERE openid = $2";
-    db.execute(legacy, &[&session_key, &openid]).await;
-    db.execute("UPDATE access_tokens SET token = $1", &[&access_token])
-        .await;
-    // ...and the mark the sealing migration leaves for the first start.
-    db.execute("INSERT INTO plaintext_sealing (pending) VALUES (1)", &[])
-        .await;
-
-    // Two replicas start on it at once: both seal, neither fails.
-    let (a, b) = tokio::join!(
-        Application::build_with_clock(&app.config, app.clock.clone()),
-        Application::build_with_clock(&app.config, app.clock.clone()),
-    );
-    let replicas = (a.unwrap(), b.unwrap());
-    // A copy of the database files taken now holds no plaintext: not in the
-    // rows, nor in old row versions (SQLite's free space and WAL).
-    let dump = dump(&app).await;
-    assert!(!dump.contains(&session_key) && !dump.contains(&access_token));
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM plaintext_sealing", &[]).await,
-        0,
-        "later starts skip the scan"
-    );
-    drop(replicas);
-    let app = app.restart().await;
-    let sealed = "SELECT COUNT(*) FROM users WHERE session_key LIKE 'v1.%' AND session_key_mac IS NOT NULL";
-    assert_eq!(app.count(sealed, &[]).await, 1);
-
-    assert_eq!(bind_payload(&app, &openid, &token).await.unwrap(), "13700000001");
-    assert_eq!(app.access_token("").await.unwrap().access_token, access_token);
-    assert_eq!(
-        app.sim.calls("stable_token").await,
-        1,
-        "the access token was kept"
-    );
-    // The MAC the conversion wrote matches: the same key is no rotation.
-    app.exchange(&app.sim.code_for(&openid).await.code).await.unwrap();
-    let rotated = "SELECT COUNT(*) FROM users WHERE prev_session_key IS NOT NULL";
-    assert_eq!(app.count(rotated, &[]).await, 0);
 }

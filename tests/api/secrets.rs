@@ -279,7 +279,7 @@ async fn a_database_dump_after_every_flow_holds_no_session_key_or_access_token()
 
 /// What a stolen database yields: the SQLite file and its WAL (bytes as
 /// text), or every row of every PostgreSQL table.
-pub async fn dump(app: &TestApp) -> String {
+async fn dump(app: &TestApp) -> String {
     match Backend::current() {
         Backend::Sqlite => {
             let path = app.database.sqlite_path();

@@ -21,9 +21,9 @@ use hmac::Mac;
 use super::{random_bytes, HmacSha256, ServerKeys};
 use crate::domain::secret::Secret;
 
-/// What every sealed value starts with; anything else is a plaintext value
-/// written before secrets were sealed.
-pub const SEALED_PREFIX: &str = "v1.";
+/// What every sealed value starts with (the format's version); anything
+/// else does not open.
+const SEALED_PREFIX: &str = "v1.";
 const NONCE_LEN: usize = 12;
 const GCM_TAG_LEN: usize = 16;
 
@@ -33,7 +33,7 @@ const GCM_TAG_LEN: usize = 16;
 pub struct Sealed(String);
 
 impl Sealed {
-    /// A value read from the database: sealed, or legacy plaintext.
+    /// A value read from the database, sealed or not: [`ServerKeys::open`] tells.
     pub fn from_stored(value: String) -> Self {
         Self(value)
     }
@@ -44,7 +44,7 @@ impl Sealed {
 }
 
 impl std::fmt::Debug for Sealed {
-    // A legacy row read back may hold plaintext: never print the value.
+    // A value read back may be anything written into the row: never print it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Sealed([redacted])")
     }
@@ -87,7 +87,7 @@ impl Slot<'_> {
 /// "no usable secret here" (fail closed); the kind is for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenError {
-    /// Plaintext from before sealing: only the startup conversion reads it.
+    /// Not a sealed value at all (no version prefix): e.g. plaintext written into the row by hand.
     NotSealed,
     /// Sealed under a server key that is not configured (any more).
     UnknownKey,

@@ -54,7 +54,6 @@ mod codes;
 mod login;
 mod lookups;
 mod phone_codes;
-mod sealing;
 mod sessions;
 mod users;
 

@@ -98,6 +98,7 @@ impl WechatClient {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(super) fn parse(body: &[u8]) -> Result<PhoneInfo, WechatError> {
     super::decode(body).and_then(phone_info_from)
 }

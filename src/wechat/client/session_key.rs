@@ -81,10 +81,12 @@ fn signed_query<'a>(
     ]
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(super) fn parse_status(body: &[u8]) -> Result<(), WechatError> {
     super::decode(body).and_then(status_from)
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(super) fn parse_reset(body: &[u8]) -> Result<Secret<String>, WechatError> {
     super::decode(body).and_then(new_session_key_from)
 }

@@ -59,6 +59,7 @@ impl WechatClient {
     }
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 pub(super) fn parse(body: &[u8]) -> Result<AccessToken, WechatError> {
     super::decode(body).and_then(access_token_from)
 }
