@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`]: flags and `WXAUTH_*` environment (the only module reading it).
 //! - [`app`]: builds everything, serves gRPC with health and reflection, drains on shutdown.
+//! - [`listener`]: the one accept loop of every listener (gRPC, metrics,
+//!   simulator): connection cap, handshake and idle timeouts.
 //! - [`grpc`]: the only code that touches generated proto types; also TLS on
 //!   the gRPC port and [`grpc::callers`], who may call which method.
 //! - [`login`], [`session`], [`phone`], [`phone_code`], [`user_info`],
@@ -48,6 +50,7 @@ pub mod grpc;
 pub mod health;
 pub mod last_seen;
 pub mod limits;
+pub mod listener;
 pub mod login;
 pub mod metrics;
 pub mod model;

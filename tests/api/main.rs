@@ -23,6 +23,7 @@ mod secrets;
 mod server;
 mod sessions;
 mod shutdown;
+mod transport;
 mod user_info;
 mod verify;
 mod wechat_errors;
