@@ -223,7 +223,7 @@ impl Application {
             crate::metrics::register_apps(self.wxauth.apps.iter().map(App::id));
             // A scraper needs one or two connections.
             let metrics_limits = ConnLimits {
-                max_connections: ConnLimits::DEFAULT.max_connections,
+                max_connections: 64,
                 ..limits
             };
             let listener = Listener::new(listener, "metrics", metrics_limits);

@@ -245,7 +245,7 @@ pub struct Config {
     /// Most open connections on the gRPC port; more are closed at once,
     /// logged and counted (`wxauth_connections_refused_total`). Keep it under
     /// the process's file limit (`ulimit -n`, often 1024). The metrics port
-    /// and the simulator hold at most 64 each.
+    /// holds at most 64, the simulator 512.
     #[arg(long, env = "WXAUTH_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 

@@ -38,10 +38,12 @@ pub struct ConnLimits {
 }
 
 impl ConnLimits {
-    /// The built-in listeners' defaults (the simulator and tests use them;
-    /// the gRPC and metrics ports take theirs from the configuration).
+    /// The simulator's limits, and the gRPC defaults (the gRPC and metrics
+    /// ports take theirs from the configuration). The simulator stands in
+    /// for WeChat under load: wxauth opens one HTTP/1.1 connection per
+    /// concurrent WeChat call.
     pub const DEFAULT: Self = Self {
-        max_connections: 64,
+        max_connections: 512,
         handshake_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(300),
     };
