@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("wxauth_descriptor.bin"))
+        // Malformed requests answer INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::grpc::codec::Codec")
         .compile_protos(&["proto/wxauth/v1/auth.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");
     // sqlx::migrate! embeds the migration files but cannot tell Cargo to

@@ -14,13 +14,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::app::health::Health;
 use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
 use crate::domain::apps::{App, Apps};
 use crate::domain::clock::{ms, Clock};
 use crate::domain::crypto::{random_bytes, ServerKeys};
+use crate::domain::listener::{ConnLimits, Listener, TrackLayer};
 use crate::domain::model::TokenPolicy;
 use crate::domain::model::CODE_TTL_MS;
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
@@ -206,20 +206,29 @@ impl Application {
             let _ = draining.send(());
         };
         tracing::info!(addr = %self.local_addr(), "wxauth serving gRPC");
+        let limits = self.access.conn_limits();
         let metrics_task = self.metrics_listener.map(|listener| {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "serving Prometheus metrics at /metrics");
             }
             crate::domain::metrics::handle();
             crate::domain::metrics::register_apps(self.wxauth.apps.iter().map(App::id));
+            // A scraper needs one or two connections.
+            let metrics_limits = ConnLimits {
+                max_connections: 64,
+                ..limits
+            };
+            let listener = Listener::new(listener, "metrics", metrics_limits);
             tokio::spawn(crate::domain::metrics::serve(
                 listener,
                 self.wxauth.store().clone(),
             ))
         });
+        let incoming = Listener::new(self.listener, "grpc", limits).incoming();
         let router = self
             .access
             .server()?
+            .layer(TrackLayer)
             .trace_fn(request_span)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -227,7 +236,7 @@ impl Application {
         let server = self
             .access
             .add_auth(router, auth)
-            .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(self.listener)), drain);
+            .serve_with_incoming_shutdown(incoming, drain);
         // Streams that never end (health Watch) would hold the drain open
         // forever: after the grace period the rest is closed.
         let grace = self.shutdown_grace;
@@ -491,22 +500,6 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// Accepted connections with Nagle's algorithm off: a unary answer is a
-/// few small HTTP/2 frames, and without TCP_NODELAY the last of them can
-/// wait for the client's delayed ACK (~40 ms on Linux) under load.
-fn nodelay(
-    incoming: TcpListenerStream,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    incoming.map(|accepted| {
-        accepted.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        })
-    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -272,6 +272,34 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub shutdown_grace: Duration,
 
+    /// Most open connections on the gRPC port; more are closed at once,
+    /// logged and counted (`wxauth_connections_refused_total`). Keep it under
+    /// the process's file limit (`ulimit -n`, often 1024). The metrics port
+    /// holds at most 64, the simulator 512.
+    #[arg(long, env = "WXAUTH_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Most concurrent HTTP/2 streams (calls) per gRPC connection; streams
+    /// beyond it are refused (REFUSED_STREAM, which clients retry).
+    #[arg(long, env = "WXAUTH_MAX_CONCURRENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+
+    /// A connection (gRPC, metrics or simulator) that has not sent a whole
+    /// request's headers within this long after connecting (TLS handshake
+    /// and HTTP/2 preface included) is closed.
+    #[arg(long, env = "WXAUTH_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A connection with no call in flight for this long is closed.
+    #[arg(long, env = "WXAUTH_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Longest a gRPC call may take before it is answered CANCELLED, e.g. one
+    /// whose request body never comes (a client's shorter deadline wins).
+    /// Keep it above `--wechat-timeout` twice plus 5 s.
+    #[arg(long, env = "WXAUTH_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
     /// Consecutive failed WeChat calls (after retries) that open an app's
     /// circuit breaker, which then fails fast; `0` disables the breaker.
     /// Only WeChat's own failures count, never a call the gRPC caller's

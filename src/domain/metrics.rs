@@ -130,8 +130,23 @@ pub fn phone_lookup(app_id: &str) {
     counter!("wxauth_phone_lookups_total", "app_id" => app_id.to_owned()).increment(1);
 }
 
+/// `count` connections a listener (`grpc`, `metrics`, `simulator`) closed
+/// at once because it had as many as it may hold; `0` registers the series.
+pub fn connection_refused(listener: &'static str, count: u64) {
+    counter!("wxauth_connections_refused_total", "listener" => listener).increment(count);
+}
+
+/// A request whose protobuf `message` (e.g. `ExchangeCodeRequest`) did not
+/// decode: a client bug, counted apart from server faults.
+pub fn malformed_request(message: &'static str) {
+    counter!("wxauth_malformed_requests_total", "message" => message).increment(1);
+}
+
 /// Serves `/metrics` on its own listener until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, store: std::sync::Arc<dyn crate::store::Store>) {
+pub async fn serve(
+    listener: crate::domain::listener::Listener,
+    store: std::sync::Arc<dyn crate::store::Store>,
+) {
     use axum::{routing::get, Router};
     let app = Router::new().route(
         "/metrics",
@@ -144,7 +159,5 @@ pub async fn serve(listener: tokio::net::TcpListener, store: std::sync::Arc<dyn 
             }
         }),
     );
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "metrics server stopped");
-    }
+    crate::domain::listener::serve_http(listener, app, std::future::pending()).await;
 }

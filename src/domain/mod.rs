@@ -7,6 +7,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod model;
 pub mod secret;

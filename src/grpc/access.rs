@@ -14,16 +14,22 @@ use super::callers::{Callers, RequireCaller};
 use super::pb::auth_service_server::AuthServiceServer;
 use super::AuthApi;
 use crate::config::Config;
+use crate::domain::listener::ConnLimits;
 
-/// A client that opens a connection and never finishes its handshake is
-/// dropped after this long.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings on a connection quiet for this long find dead peers (and
+/// with them their streams) that never closed their TCP connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// A ping unanswered for this long closes the connection.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The transport security and caller policy of the gRPC port.
+/// The transport security, caller policy and limits of the gRPC port.
 pub struct Access {
     tls: Option<ServerTlsConfig>,
     /// `None`: anyone may call (no wrapper, no work per request).
     callers: Option<Arc<Callers>>,
+    limits: ConnLimits,
+    max_concurrent_streams: u32,
+    request_timeout: Duration,
 }
 
 impl Access {
@@ -39,6 +45,13 @@ impl Access {
         let access = Self {
             tls,
             callers: (!callers.is_empty()).then(|| Arc::new(callers)),
+            limits: ConnLimits {
+                max_connections: config.max_connections as usize,
+                handshake_timeout: config.handshake_timeout,
+                idle_timeout: config.idle_timeout,
+            },
+            max_concurrent_streams: config.max_concurrent_streams,
+            request_timeout: config.request_timeout,
         };
         access.announce(config);
         Ok(access)
@@ -68,9 +81,22 @@ impl Access {
         }
     }
 
-    /// A server builder with TLS when configured.
+    /// The limits of the gRPC port's connections.
+    pub fn conn_limits(&self) -> ConnLimits {
+        self.limits
+    }
+
+    /// A server builder with TLS when configured and the limits that keep
+    /// a client from holding memory: without a stream limit h2 accepts any
+    /// number of streams per connection, each holding its request state
+    /// until its body comes (issue 12: 20,000 header-only streams took
+    /// 190 MB); the request timeout frees those whose body never comes.
     pub fn server(&self) -> anyhow::Result<Server> {
-        let builder = Server::builder();
+        let builder = Server::builder()
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .timeout(self.request_timeout)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
         Ok(match &self.tls {
             Some(tls) => builder.tls_config(tls.clone())?,
             None => builder,
@@ -78,7 +104,7 @@ impl Access {
     }
 
     /// Adds AuthService, behind the caller policy when there is one.
-    pub fn add_auth(&self, router: Router, auth: AuthServiceServer<AuthApi>) -> Router {
+    pub fn add_auth<L>(&self, router: Router<L>, auth: AuthServiceServer<AuthApi>) -> Router<L> {
         match &self.callers {
             Some(callers) => router.add_service(RequireCaller::new(auth, callers.clone())),
             None => router.add_service(auth),
@@ -98,7 +124,7 @@ fn server_tls(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
     let identity = Identity::from_pem(read(cert)?, read(key)?);
     let mut tls = ServerTlsConfig::new()
         .identity(identity)
-        .timeout(HANDSHAKE_TIMEOUT);
+        .timeout(config.handshake_timeout);
     if let Some(ca) = &config.tls_client_ca {
         // Optional at the handshake, so that health and reflection need no
         // certificate; a certificate that is sent must chain to this CA, and

@@ -14,7 +14,9 @@ use anyhow::{bail, ensure, Context as _};
 use sha2::{Digest as _, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use tonic::codegen::http;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TlsConnectInfo;
+
+use crate::domain::listener::ConnInfo;
 
 use crate::config::file::CallerEntry;
 use crate::domain::error::Error;
@@ -130,7 +132,7 @@ impl Callers {
     fn identify<B>(&self, request: &http::Request<B>) -> Option<&Caller> {
         let by_cert = self
             .knows_certificates()
-            .then(|| request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>())
+            .then(|| request.extensions().get::<TlsConnectInfo<ConnInfo>>())
             .flatten()
             .and_then(TlsConnectInfo::peer_certs)
             .and_then(|chain| self.by_certificate(chain.first()?));

@@ -5,6 +5,7 @@
 mod access;
 mod auth;
 pub mod callers;
+pub mod codec;
 mod convert;
 pub(crate) mod requests;
 pub mod status;

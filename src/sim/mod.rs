@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::domain::clock::Clock;
+use crate::domain::listener::{serve_http, ConnLimits, Listener};
 pub use faults::{Fault, ENDPOINTS};
 pub use phone::{PhoneData, PhoneRequest, PhoneResponse, Watermark, PHONE_CODE_TTL_MS};
 pub use session_key::{RotateRequest, RotateResponse, SignedQuery};
@@ -66,18 +67,11 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let state = Arc::new(SimState::new(clock, apps));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            // Nagle off, as a real HTTP server would: see `app::nodelay`.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "simulator stopped");
-            }
-        });
+        // Capped, with handshake and idle timeouts, like every listener.
+        let listener = Listener::new(listener, "simulator", ConnLimits::DEFAULT);
+        let task = tokio::spawn(serve_http(listener, router(state), async move {
+            let _ = stopped.await;
+        }));
         Ok(Self { addr, stop, task })
     }
 

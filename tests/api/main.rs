@@ -24,6 +24,7 @@ mod server;
 mod sessions;
 mod shutdown;
 mod startup;
+mod transport;
 mod user_info;
 mod verify;
 mod wechat_errors;
