@@ -1,26 +1,30 @@
 //! wxauth: a gRPC identity service for WeChat Mini Programs.
 //!
 //! # Layout
-//! Folders depend downwards only: each may use the ones listed after it.
+//! Folders depend downwards only: each may use the ones listed after it (a
+//! unit test below checks it, and that this map names every module).
 //! - [`app`]: startup. Builds everything from the configuration, binds, serves
 //!   gRPC with health and reflection, drains on shutdown; [`app::health`]
-//!   (SERVING while the database answers), [`app::check`] (`wxauth check`),
-//!   [`app::telemetry`] (logging).
-//! - [`config`]: flags, `WXAUTH_*` environment and the TOML file
-//!   ([`config::file`]); secrets in redacting wrappers; [`config::apps`]
-//!   turns them into the domain's apps.
+//!   (SERVING while the database answers), [`app::metrics`] (`/metrics`),
+//!   [`app::check`] (`wxauth check`), [`app::telemetry`] (logging).
 //! - [`grpc`]: the edge, the only code that touches generated proto types.
-//!   [`grpc::requests`] parses request fields once into domain types,
-//!   [`grpc::status`] is the only mapping from the error enum to
-//!   `tonic::Status`, [`grpc::callers`] decides who may call which method;
-//!   also TLS on the gRPC port and the fuzz entry points ([`grpc::fuzzing`]).
+//!   [`grpc::auth`] holds the AuthService handlers; [`grpc::requests`]
+//!   parses request fields once into domain types and [`grpc::convert`]
+//!   turns domain answers into messages; [`grpc::status`] is the only
+//!   mapping from the error enum to `tonic::Status`; [`grpc::codec`] answers
+//!   undecodable requests INVALID_ARGUMENT; [`grpc::access`] sets TLS and the
+//!   HTTP/2 limits of the port and [`grpc::callers`] decides who may call
+//!   which method; the fuzz entry points ([`grpc::fuzzing`], feature
+//!   `fuzzing`).
+//! - [`config`]: flags, `WXAUTH_*` environment and the TOML file
+//!   ([`config::file`]), the only code reading the environment; secrets in
+//!   redacting wrappers; [`config::apps`] turns them into the domain's apps.
 //! - [`service`]: `Wxauth`, the facade the gRPC handlers call.
 //! - One folder per flow, no tonic or prost inside:
 //!   - [`login`]: ExchangeCode: code claims and single flight, first-sight
 //!     registration, legacy user info ([`login::user_info`]).
 //!   - [`phone`]: BindPhone: the legacy payload, phone codes
-//!     ([`phone::code`]), and what a phone number may look like ([`phone`]'s
-//!     checks).
+//!     ([`phone::code`]), and what phone data may bind ([`phone::checks`]).
 //!   - [`session`]: VerifyToken, CheckSession, RevokeToken, and their hot
 //!     path: recently verified sessions ([`session::cache`]), cold lookups
 //!     batched ([`session::loader`]), last-seen times written in batches
@@ -28,17 +32,29 @@
 //!   - [`users`]: FindUsers.
 //!   - [`access_token`]: GetAccessToken, one WeChat access token per app
 //!     shared by every replica.
-//! - [`sim`]: the WeChat simulator, a product of its own over real HTTP.
-//! - [`wechat`]: the WeChat HTTP client, the only code that knows WeChat's
-//!   JSON, errcodes and payload format; the circuit breaker and outbound
-//!   limit ([`wechat::guard`]).
-//! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations,
-//!   the change feed, and the contract tests both pass; all SQL lives there.
-//! - [`domain`]: what every flow shares: the model, the one error enum, the
-//!   clock, secrets ([`domain::secret`]), tokens, hashes, AES and sealing
-//!   ([`domain::crypto`], pure functions; [`domain::at_rest`] seals what
-//!   the store keeps), field validation, the configured apps and their
-//!   limits, and metrics.
+//! - [`sim`]: the WeChat simulator, a product of its own over real HTTP:
+//!   its routes ([`sim::api`]), users and codes ([`sim::state`]), session_key
+//!   signatures ([`sim::session_key`]), phone data ([`sim::phone`]), access
+//!   tokens ([`sim::tokens`]), injected faults ([`sim::faults`]) and WeChat's
+//!   error messages ([`sim::errmsg`]).
+//! - [`wechat`]: the WeChat HTTP client ([`wechat::client`]), the only code
+//!   that knows WeChat's JSON, errcodes and payload format
+//!   ([`wechat::payload`]); the circuit breaker and outbound limit
+//!   ([`wechat::guard`]).
+//! - [`store`]: the `Store` trait and all SQL: [`store::sqlite`],
+//!   [`store::postgres`], the statements both share ([`store::shared`]),
+//!   row types ([`store::rows`]), database errors ([`store::errors`]), the
+//!   PostgreSQL change feed ([`store::pg_changes`]), the contract tests both
+//!   pass, and the PostgreSQL test schema ([`store::testing`], feature
+//!   `testing`).
+//! - [`domain`]: what every layer shares: the model ([`domain::model`]), the
+//!   one error enum ([`domain::error`]), the clock ([`domain::clock`]),
+//!   secrets ([`domain::secret`]), tokens, hashes, AES and sealing
+//!   ([`domain::crypto`], pure functions; [`domain::at_rest`] seals what the
+//!   store keeps), field limits ([`domain::validation`]), the configured apps
+//!   ([`domain::apps`]) and their rate limits ([`domain::limits`]), metrics
+//!   ([`domain::metrics`]), and the one accept loop of every listener
+//!   ([`domain::listener`]: connection cap, handshake and idle timeouts).
 //!
 //! # Invariants
 //! - A session_key, the app secret, a raw token or a code never reaches a
@@ -70,3 +86,136 @@ pub mod wechat;
 pub use app::Application;
 pub use config::Config;
 pub use domain::clock::Clock;
+
+/// The `# Layout` above is the code tour: these tests keep it true.
+#[cfg(test)]
+mod layout {
+    use std::path::{Path, PathBuf};
+
+    /// Top-level modules from the highest layer down. A module may use
+    /// only the ones after its own rank; the flows share one rank, so no
+    /// flow uses another.
+    const RANKS: &[&[&str]] = &[
+        &["app"],
+        &["grpc"],
+        &["config"],
+        &["service"],
+        &["login", "phone", "session", "users", "access_token"],
+        &["sim"],
+        &["wechat"],
+        &["store"],
+        &["domain"],
+    ];
+
+    fn rank(module: &str) -> Option<usize> {
+        RANKS.iter().position(|rank| rank.contains(&module))
+    }
+
+    fn src() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    }
+
+    /// Every `.rs` file below `dir`.
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The module path of a file: `src/session/cache.rs` is `session::cache`.
+    fn module_of(file: &Path) -> Vec<String> {
+        let rel = file.strip_prefix(src()).unwrap().with_extension("");
+        rel.iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .filter(|c| c != "mod")
+            .collect()
+    }
+
+    /// The top-level modules a file names in code (comments skipped).
+    fn uses(text: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let name: String = line[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                found.push(name);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_tree_has_at_most_fifteen_entries_and_the_ranks_name_them_all() {
+        let entries: Vec<String> = std::fs::read_dir(src())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            entries.len() <= 15,
+            "src/ has {} entries: {entries:?}",
+            entries.len()
+        );
+        for entry in entries {
+            let module = entry.trim_end_matches(".rs");
+            assert!(
+                rank(module).is_some() || module == "lib" || module == "main",
+                "{entry} has no rank in the layout test"
+            );
+        }
+    }
+
+    #[test]
+    fn folders_depend_downwards_only() {
+        let mut all = Vec::new();
+        files(&src(), &mut all);
+        let mut wrong = Vec::new();
+        for file in all {
+            let module = module_of(&file);
+            let Some(own) = module.first().and_then(|m| rank(m)) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&file).unwrap();
+            for used in uses(&text) {
+                let Some(theirs) = rank(&used) else { continue };
+                if used != module[0] && theirs <= own {
+                    wrong.push(format!("{} uses crate::{used}", file.display()));
+                }
+            }
+        }
+        wrong.sort();
+        wrong.dedup();
+        assert!(wrong.is_empty(), "upward or sideways uses:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn the_layout_names_every_module() {
+        let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+        let layout = &lib[lib.find("# Layout").unwrap()..lib.find("# Invariants").unwrap()];
+        let mut all = Vec::new();
+        files(&src(), &mut all);
+        let mut missing = Vec::new();
+        for file in all {
+            let module = module_of(&file);
+            // Test-only modules are documented where they live.
+            if module.len() > 2 || module.iter().any(|m| m.contains("tests")) {
+                continue;
+            }
+            let name = module.join("::");
+            if name == "lib" || name == "main" {
+                continue;
+            }
+            if !layout.contains(&format!("[`{name}`]")) {
+                missing.push(name);
+            }
+        }
+        missing.sort();
+        assert!(missing.is_empty(), "missing from the Layout: {missing:?}");
+    }
+}

@@ -2,6 +2,7 @@
 //! and reflection until shutdown, draining in-flight calls.
 pub mod check;
 pub mod health;
+pub mod metrics;
 pub mod telemetry;
 
 use std::future::Future;
@@ -219,10 +220,7 @@ impl Application {
                 ..limits
             };
             let listener = Listener::new(listener, "metrics", metrics_limits);
-            tokio::spawn(crate::domain::metrics::serve(
-                listener,
-                self.wxauth.store().clone(),
-            ))
+            tokio::spawn(metrics::serve(listener, self.wxauth.store().clone()))
         });
         let incoming = Listener::new(self.listener, "grpc", limits).incoming();
         let router = self

@@ -287,17 +287,17 @@ pub struct Config {
     /// A connection (gRPC, metrics or simulator) that has not sent a whole
     /// request's headers within this long after connecting (TLS handshake
     /// and HTTP/2 preface included) is closed.
-    #[arg(long, env = "WXAUTH_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub handshake_timeout: Duration,
 
     /// A connection with no call in flight for this long is closed.
-    #[arg(long, env = "WXAUTH_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_IDLE_TIMEOUT", default_value = "5m", value_parser = duration)]
     pub idle_timeout: Duration,
 
     /// Longest a gRPC call may take before it is answered CANCELLED, e.g. one
     /// whose request body never comes (a client's shorter deadline wins).
     /// Keep it above `--wechat-timeout` twice plus 5 s.
-    #[arg(long, env = "WXAUTH_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "WXAUTH_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub request_timeout: Duration,
 
     /// Consecutive failed WeChat calls (after retries) that open an app's

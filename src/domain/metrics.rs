@@ -1,4 +1,4 @@
-//! Prometheus metrics, served on their own port at `/metrics`. Labels are
+//! Prometheus metrics (served on their own port by `crate::app::metrics`). Labels are
 //! method names, status codes, endpoints, errcodes and app ids: never a
 //! secret, an openid, a user id or a token.
 use std::collections::HashMap;
@@ -140,24 +140,4 @@ pub fn connection_refused(listener: &'static str, count: u64) {
 /// decode: a client bug, counted apart from server faults.
 pub fn malformed_request(message: &'static str) {
     counter!("wxauth_malformed_requests_total", "message" => message).increment(1);
-}
-
-/// Serves `/metrics` on its own listener until the task is aborted.
-pub async fn serve(
-    listener: crate::domain::listener::Listener,
-    store: std::sync::Arc<dyn crate::store::Store>,
-) {
-    use axum::{routing::get, Router};
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let store = store.clone();
-            async move {
-                let (size, idle, max) = store.pool_stats();
-                pool(size, idle, max);
-                handle().render()
-            }
-        }),
-    );
-    crate::domain::listener::serve_http(listener, app, std::future::pending()).await;
 }
