@@ -29,7 +29,7 @@
 //!     path: recently verified sessions ([`session::cache`]), cold lookups
 //!     batched ([`session::loader`]), last-seen times written in batches
 //!     ([`session::last_seen`]).
-//!   - [`users`]: FindUsers.
+//!   - [`users`]: FindUsers, by unionid or user id.
 //!   - [`access_token`]: GetAccessToken, one WeChat access token per app
 //!     shared by every replica.
 //! - [`sim`]: the WeChat simulator, a product of its own over real HTTP:
@@ -64,6 +64,10 @@
 //! - The database holds secrets (session_keys, access tokens) only sealed
 //!   under the server key: the store takes and returns [`domain::crypto::Sealed`].
 //! - Identity comes from a code or a token, never from an openid a caller sends.
+//! - Only [`grpc`] touches generated proto types, and only [`grpc::status`]
+//!   chooses gRPC status codes; only [`wechat`] (and the [`sim`] that
+//!   imitates it) knows WeChat's JSON and errcodes; only [`store`] holds
+//!   SQL; only [`config`] reads the environment (test support aside).
 //! - With `[[callers]]`, no AuthService handler runs for an unknown caller or
 //!   a method outside its policy; health and reflection stay open. API keys
 //!   exist in wxauth only as SHA-256 hashes and are never logged.
