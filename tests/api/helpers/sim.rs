@@ -1,0 +1,128 @@
+//! `SimControl`: the WeChat simulator's `/sim/` control API (codes, phone
+//! payloads, key rotation, faults, call counts).
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use wxauth::sim::{LoginResponse, PhoneResponse};
+
+/// The simulator's `/sim/` control API, as a mini program's test harness uses it.
+#[derive(Clone)]
+pub struct SimControl {
+    pub base_url: String,
+    http: reqwest::Client,
+}
+
+impl SimControl {
+    pub fn new(base_url: String) -> Self {
+        Self {
+            base_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Codes for `count` brand-new users, in one call.
+    pub async fn new_codes(&self, count: usize) -> Vec<LoginResponse> {
+        #[derive(serde::Deserialize)]
+        struct Logins {
+            logins: Vec<LoginResponse>,
+        }
+        let r = self
+            .http
+            .post(format!("{}/sim/logins", self.base_url))
+            .json(&json!({ "count": count }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "sim logins failed");
+        r.json::<Logins>().await.unwrap().logins
+    }
+
+    pub async fn login(&self, body: Value) -> LoginResponse {
+        let r = self
+            .http
+            .post(format!("{}/sim/login", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "sim login failed: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    /// A code for a brand-new user.
+    pub async fn new_code(&self) -> LoginResponse {
+        self.login(json!({})).await
+    }
+
+    /// A code for an existing user.
+    pub async fn code_for(&self, openid: &str) -> LoginResponse {
+        self.login(json!({ "openid": openid })).await
+    }
+
+    /// What the getPhoneNumber button gives the mini program.
+    pub async fn phone(&self, body: Value) -> PhoneResponse {
+        let r = self
+            .http
+            .post(format!("{}/sim/phone", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "sim phone failed: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    /// WeChat rotates the user's session_key; returns the new one.
+    pub async fn rotate(&self, openid: &str) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/sim/rotate", self.base_url))
+            .json(&json!({ "openid": openid }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["session_key"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn fault(&self, body: Value) {
+        let r = self
+            .http
+            .post(format!("{}/sim/faults", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub async fn calls(&self, endpoint: &str) -> u64 {
+        self.all_calls().await.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Calls of every WeChat endpoint together.
+    pub async fn total_calls(&self) -> u64 {
+        self.all_calls().await.values().sum()
+    }
+
+    async fn all_calls(&self) -> BTreeMap<String, u64> {
+        self.http
+            .get(format!("{}/sim/calls", self.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
