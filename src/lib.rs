@@ -20,6 +20,9 @@
 //! - [`validation`]: the limits of every request field, checked by
 //!   `grpc::requests` before any I/O.
 //! - [`error`]: the one error enum and the only mapping to `tonic::Status`.
+//! - [`domain`]: what every flow shares, below them all; among it
+//!   [`domain::deadline`], the caller's deadline (set by `grpc`, read by
+//!   `wechat`).
 //!
 //! # Invariants
 //! - A session_key, the app secret, a raw token or a code never reaches a

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod at_rest;
 pub mod clock;
 pub mod crypto;
+pub mod deadline;
 pub mod error;
 pub mod limits;
 pub mod metrics;

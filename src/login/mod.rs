@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::domain::apps::App;
 use crate::domain::at_rest::{open_claim, seal_for_claim, seal_for_user};
 use crate::domain::crypto::{random_bytes, SessionId};
+use crate::domain::deadline::spawn_with_caller_deadline;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Profile, Session, User, WechatSession};
 use crate::domain::secret::Secret;
@@ -23,7 +24,6 @@ use crate::login::user_info::UserInfoInput;
 use crate::phone::PhoneSource;
 use crate::service::Wxauth;
 use crate::store::{failure_error, Claim, CodeState, NewLogin};
-use crate::wechat::guard::spawn_with_caller_deadline;
 
 pub use crate::domain::model::CODE_TTL_MS;
 

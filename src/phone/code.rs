@@ -10,11 +10,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::domain::apps::App;
+use crate::domain::deadline::spawn_with_caller_deadline;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Phone, User};
 use crate::service::Wxauth;
 use crate::store::PhoneClaim;
-use crate::wechat::guard::spawn_with_caller_deadline;
 
 impl Wxauth {
     /// The phone a phone code stands for, if it was (or is now) exchanged

@@ -104,6 +104,29 @@ impl WechatError {
     }
 }
 
+impl From<WechatError> for Error {
+    fn from(e: WechatError) -> Self {
+        match e {
+            WechatError::CodeInvalid => Error::CodeInvalid,
+            WechatError::CodeUsed => Error::CodeUsed,
+            WechatError::UserBlocked => Error::UserBlocked,
+            WechatError::RateLimited(_) => Error::WechatRateLimited,
+            WechatError::Unavailable | WechatError::CircuitOpen => Error::WechatUnavailable,
+            WechatError::Throttled(retry_after) => Error::RateLimited { retry_after },
+            // The caller's own deadline: retrying with more time may work.
+            WechatError::CallerDeadline { .. } => Error::DeadlineExceeded,
+            WechatError::PhoneCodeOfAnotherUser => Error::PhoneCodeMismatch,
+            // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
+            other @ (WechatError::Rejected(_)
+            | WechatError::Malformed
+            | WechatError::AccessTokenInvalid
+            | WechatError::InvalidSignature) => {
+                Error::internal(anyhow::anyhow!("WeChat call failed: {other}"))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,28 +192,5 @@ mod tests {
         assert_eq!(WechatError::CircuitOpen.health(), None);
         assert_eq!(WechatError::CodeInvalid.health(), Some(true));
         assert_eq!(WechatError::Malformed.health(), Some(true));
-    }
-}
-
-impl From<WechatError> for Error {
-    fn from(e: WechatError) -> Self {
-        match e {
-            WechatError::CodeInvalid => Error::CodeInvalid,
-            WechatError::CodeUsed => Error::CodeUsed,
-            WechatError::UserBlocked => Error::UserBlocked,
-            WechatError::RateLimited(_) => Error::WechatRateLimited,
-            WechatError::Unavailable | WechatError::CircuitOpen => Error::WechatUnavailable,
-            WechatError::Throttled(retry_after) => Error::RateLimited { retry_after },
-            // The caller's own deadline: retrying with more time may work.
-            WechatError::CallerDeadline { .. } => Error::DeadlineExceeded,
-            WechatError::PhoneCodeOfAnotherUser => Error::PhoneCodeMismatch,
-            // AccessTokenInvalid and InvalidSignature cannot come from jscode2session.
-            other @ (WechatError::Rejected(_)
-            | WechatError::Malformed
-            | WechatError::AccessTokenInvalid
-            | WechatError::InvalidSignature) => {
-                Error::internal(anyhow::anyhow!("WeChat call failed: {other}"))
-            }
-        }
     }
 }
