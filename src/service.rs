@@ -7,6 +7,7 @@ use crate::domain::apps::Apps;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::ServerKeys;
 use crate::domain::model::{Phone, TokenPolicy};
+use crate::domain::single_flight::{Claims, Flights};
 use crate::login::LoginOutcome;
 use crate::session::cache::TokenCache;
 use crate::session::last_seen::LastSeen;
@@ -24,12 +25,12 @@ pub struct Wxauth {
     /// In-process single flight for login codes: concurrent requests with
     /// one code share one exchange. The database claim does the same across
     /// replicas and remembers the answer for retries.
-    pub(crate) code_flights: moka::future::Cache<String, Arc<LoginOutcome>>,
-    /// How long to wait for another request's claim on the same code.
-    pub(crate) claim_wait: std::time::Duration,
+    pub(crate) code_flights: Flights<LoginOutcome>,
+    /// Code claims: how long to wait for another request's claim.
+    pub(crate) claims: Claims,
     /// In-process single flight for phone codes, like `code_flights`: the
     /// claimant's user id and the phone.
-    pub(crate) phone_flights: moka::future::Cache<String, Arc<(String, Phone)>>,
+    pub(crate) phone_flights: Flights<(String, Phone)>,
     pub(crate) access_tokens: AccessTokens,
     pub(crate) phone: PhoneSettings,
     /// Recent /wxa/checksession answers by (user, session_key version).
@@ -113,14 +114,6 @@ impl Wxauth {
             .chain([tokio::spawn(last_seen.clone().run())])
             .chain(loaders)
             .collect();
-        let code_flights = moka::future::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(std::time::Duration::from_secs(60))
-            .build();
-        let phone_flights = moka::future::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(std::time::Duration::from_secs(60))
-            .build();
         let access_tokens = AccessTokens::new(
             store.clone(),
             wechat.clone(),
@@ -128,6 +121,7 @@ impl Wxauth {
             clock.clone(),
             claim_wait,
         );
+        let claims = Claims::new(clock.clone(), claim_wait);
         let key_checks = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(std::time::Duration::from_millis(
@@ -141,9 +135,9 @@ impl Wxauth {
             keys,
             clock,
             policy,
-            code_flights,
-            claim_wait,
-            phone_flights,
+            code_flights: Flights::default(),
+            claims,
+            phone_flights: Flights::default(),
             access_tokens,
             phone,
             key_checks,

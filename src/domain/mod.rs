@@ -11,4 +11,5 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod secret;
+pub mod single_flight;
 pub mod validation;

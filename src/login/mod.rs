@@ -4,21 +4,19 @@
 //! retried or concurrent request with the same code, on this replica or
 //! another, waits for the first one and gets the same answer instead of
 //! WeChat's 40163 "code been used". Within one process, concurrent requests
-//! additionally share one future (`code_flights`).
+//! additionally share one future. Both halves are
+//! [`crate::domain::single_flight`]'s.
 pub mod user_info;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use tokio::time::Instant;
 
 use crate::domain::apps::App;
 use crate::domain::at_rest::{open_claim, seal_for_claim, seal_for_user};
 use crate::domain::crypto::{random_bytes, SessionId};
-use crate::domain::deadline::spawn_with_caller_deadline;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Profile, Session, User, WechatSession};
 use crate::domain::secret::Secret;
+use crate::domain::single_flight::{settled, Attempt};
 use crate::domain::validation;
 use crate::login::user_info::UserInfoInput;
 use crate::phone::PhoneSource;
@@ -79,24 +77,14 @@ impl Wxauth {
         // Before the code is claimed or sent: a limited login spends nothing.
         app.limits.check_app_login()?;
         let code_hash = self.keys.code_hash("login", app.id(), code);
-        let ran = AtomicBool::new(false);
-        let shared = self
+        let landed = self
             .code_flights
-            .try_get_with_by_ref(&code_hash, async {
-                ran.store(true, Ordering::Relaxed);
-                self.settled_exchange(app, code, &code_hash, options)
-                    .await
-                    .map(Arc::new)
-            })
+            .run(&code_hash, self.settled_exchange(app, code, &code_hash, options))
             .await;
         // A hit: this request joined another one's exchange of the code.
-        let ran = ran.load(Ordering::Relaxed);
-        crate::domain::metrics::cache("code_flight", !ran);
-        let shared = shared.map_err(|e| (*e).clone())?;
-        if ran {
-            // The flight is over: later retries are answered from the
-            // database's replay record, which follows the code's lifetime.
-            self.code_flights.invalidate(&code_hash).await;
+        crate::domain::metrics::cache("code_flight", !landed.ran);
+        let shared = landed.result?;
+        if landed.ran {
             return Ok((*shared).clone());
         }
         // Another request's result: the session may have been revoked since.
@@ -116,12 +104,11 @@ impl Wxauth {
         let this = self.clone();
         let (app_id, code, code_hash) = (app.id().to_owned(), code.to_owned(), code_hash.to_owned());
         let options = options.clone();
-        spawn_with_caller_deadline(async move {
+        settled("code exchange", async move {
             let app = this.apps.resolve(&app_id)?;
             this.exchange_once(app, &code, &code_hash, &options).await
         })
         .await
-        .map_err(|e| Error::internal(anyhow::anyhow!("code exchange task failed: {e}")))?
     }
 
     async fn exchange_once(
@@ -131,28 +118,28 @@ impl Wxauth {
         code_hash: &str,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
-        let give_up = Instant::now() + self.claim_wait;
-        let lease = i64::try_from(self.claim_wait.as_millis()).unwrap_or(i64::MAX);
-        loop {
-            let now = self.clock.now_ms();
-            let claim = self
-                .store
-                .claim_code(code_hash, app.id(), now, now - CODE_TTL_MS, now - lease)
-                .await?;
-            match claim {
-                Claim::Acquired { exchange } => {
-                    let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
-                    return self.complete_claim(app, code, code_hash, exchange, options).await;
-                }
-                Claim::Held(CodeState::Done { session, created }) => {
-                    return self.replay(session, created, options).await
-                }
-                Claim::Held(CodeState::Failed(reason)) => return Err(failure_error(&reason)),
-                Claim::Held(CodeState::Pending) if Instant::now() < give_up => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Claim::Held(CodeState::Pending) => return Err(Error::WechatUnavailable),
+        let claim = self
+            .claims
+            .wait(|now, lease| async move {
+                let claim = self
+                    .store
+                    .claim_code(code_hash, app.id(), now, now - CODE_TTL_MS, now - lease)
+                    .await?;
+                Ok(match claim {
+                    Claim::Held(CodeState::Pending) => Attempt::Pending,
+                    settled => Attempt::Settled(settled),
+                })
+            })
+            .await?;
+        match claim {
+            Claim::Acquired { exchange } => {
+                let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
+                self.complete_claim(app, code, code_hash, exchange, options).await
             }
+            Claim::Held(CodeState::Done { session, created }) => self.replay(session, created, options).await,
+            Claim::Held(CodeState::Failed(reason)) => Err(failure_error(&reason)),
+            // Never settled: `wait` gives up instead.
+            Claim::Held(CodeState::Pending) => Err(Error::WechatUnavailable),
         }
     }
 
