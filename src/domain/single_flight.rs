@@ -55,6 +55,9 @@ impl<V: Send + Sync + 'static> Flights<V> {
     /// Runs `f` unless a flight with `key` is in the air; then waits for
     /// that one's answer instead.
     pub async fn run(&self, key: &str, f: impl Future<Output = Result<V>>) -> Landed<V> {
+        // Boxed: the flows' futures are large, and unboxed they overflow a
+        // worker's stack in debug builds.
+        let f = Box::pin(f);
         let ran = AtomicBool::new(false);
         let result = self
             .running
@@ -120,7 +123,7 @@ impl Claims {
         let give_up = Instant::now() + self.give_up_after;
         let lease_ms = ms(self.lease);
         loop {
-            match attempt(self.clock.now_ms(), lease_ms).await? {
+            match Box::pin(attempt(self.clock.now_ms(), lease_ms)).await? {
                 Attempt::Settled(answer) => return Ok(answer),
                 Attempt::Pending if Instant::now() < give_up => tokio::time::sleep(POLL).await,
                 Attempt::Pending => return Err(Error::WechatUnavailable),
@@ -136,7 +139,7 @@ where
     F: Future<Output = Result<T>> + Send + 'static,
     T: Send + 'static,
 {
-    spawn_with_caller_deadline(f)
+    spawn_with_caller_deadline(Box::pin(f))
         .await
         .map_err(|e| Error::internal(anyhow::anyhow!("{what} task failed: {e}")))?
 }
