@@ -205,12 +205,3 @@ impl AccessTokens {
         token
     }
 }
-
-impl crate::service::Wxauth {
-    /// GetAccessToken: the app's current WeChat access token.
-    pub async fn access_token(&self, app_id: &str) -> Result<(String, StoredAccessToken)> {
-        let app = self.apps.resolve(app_id)?;
-        let token = self.access_tokens.current(app).await?;
-        Ok((app.id().to_owned(), token))
-    }
-}

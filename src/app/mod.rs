@@ -225,7 +225,7 @@ impl Application {
                 tracing::info!(%addr, "serving Prometheus metrics at /metrics");
             }
             crate::domain::metrics::handle();
-            crate::domain::metrics::register_apps(self.wxauth.apps.iter().map(App::id));
+            crate::domain::metrics::register_apps(self.wxauth.apps().iter().map(App::id));
             tokio::spawn(crate::domain::metrics::serve(
                 listener,
                 self.wxauth.store().clone(),
@@ -264,7 +264,7 @@ impl Application {
         }
         janitor.abort();
         // Last-seen times recorded by the drained calls.
-        self.wxauth.last_seen.flush().await;
+        self.wxauth.flush_last_seen().await;
         if let Some(sim) = self.simulator {
             sim.stop().await;
         }
@@ -326,11 +326,11 @@ async fn watch_health(wxauth: Arc<Wxauth>, health: Arc<Health>, probing: HealthP
 async fn purge_codes(wxauth: Arc<Wxauth>) {
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
-        let before = wxauth.clock.now_ms() - CODE_TTL_MS;
+        let before = wxauth.clock().now_ms() - CODE_TTL_MS;
         if let Err(e) = wxauth.store().purge_codes(before).await {
             tracing::warn!(error = %e, "purging old code claims failed");
         }
-        for app in wxauth.apps.iter() {
+        for app in wxauth.apps().iter() {
             app.limits.housekeeping();
         }
     }

@@ -28,7 +28,6 @@ use crate::domain::model::{
     SealedAccessToken, SealedExchange, SealedSessionKeys, SessionKeys, StoredAccessToken, User, WechatSession,
 };
 use crate::domain::secret::Secret;
-use crate::service::Wxauth;
 use crate::store::{PlainSecret, Resealed, SecretColumn, Store};
 
 /// Rows sealed per transaction at startup.
@@ -150,14 +149,6 @@ fn opened(column: &'static str, result: Result<Secret<String>, OpenError>) -> Op
             );
         })
         .ok()
-}
-
-impl Wxauth {
-    /// The session_keys wxauth holds for a user, opened.
-    pub(crate) async fn session_keys(&self, user: &User) -> Result<SessionKeys> {
-        let sealed = self.store.session_keys(&user.user_id).await?;
-        open_session_keys(&self.keys, user, sealed)
-    }
 }
 
 /// Seals every secret an earlier version stored in plaintext; returns how

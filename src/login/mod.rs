@@ -1,4 +1,4 @@
-//! Exchanging a wx.login code for a wxauth session.
+//! [`Logins`]: exchanging a wx.login code for a wxauth session.
 //!
 //! A code is claimed in the database before WeChat is asked, so that a
 //! retried or concurrent request with the same code, on this replica or
@@ -10,18 +10,17 @@ pub mod user_info;
 
 use std::sync::Arc;
 
-use crate::domain::apps::App;
-use crate::domain::at_rest::{open_claim, seal_for_claim, seal_for_user};
-use crate::domain::crypto::{random_bytes, SessionId};
+use crate::domain::apps::{App, Apps};
+use crate::domain::at_rest::{open_claim, open_session_keys, seal_for_claim, seal_for_user};
+use crate::domain::clock::Clock;
+use crate::domain::crypto::{random_bytes, ServerKeys, SessionId};
 use crate::domain::error::{Error, Result};
-use crate::domain::model::{Profile, Session, User, WechatSession};
+use crate::domain::model::{Profile, Session, User, UserChanges, WechatSession};
 use crate::domain::secret::Secret;
-use crate::domain::single_flight::{settled, Attempt};
-use crate::domain::validation;
+use crate::domain::single_flight::{settled, Attempt, Claims, Flights};
 use crate::login::user_info::UserInfoInput;
-use crate::phone::PhoneSource;
-use crate::service::Wxauth;
-use crate::store::{failure_error, Claim, CodeState, NewLogin};
+use crate::store::{failure_error, Claim, CodeState, NewLogin, Store};
+use crate::wechat::WechatClient;
 
 pub use crate::domain::model::CODE_TTL_MS;
 
@@ -47,28 +46,46 @@ pub struct ExchangeOptions {
     pub attach_to: Option<SessionId>,
 }
 
-impl Wxauth {
-    /// ExchangeCode: the session for a wx.login code, optionally binding a
-    /// phone in the same round trip.
-    pub async fn exchange_code(
-        self: &Arc<Self>,
-        code: &str,
-        app_id: &str,
-        options: &ExchangeOptions,
-        phone: Option<&PhoneSource>,
-    ) -> Result<LoginOutcome> {
-        validation::code("code", code)?;
-        let app = self.apps.resolve(app_id)?;
-        let mut outcome = self.exchange(app, code, options).await?;
-        if let Some(source) = phone {
-            // The session_key this exchange stored is now the current one.
-            outcome.user = self.bind_phone_for(app, &outcome.user, source).await?.user;
+/// Logins: wx.login codes exchanged once each (see the module docs).
+pub struct Logins {
+    store: Arc<dyn Store>,
+    wechat: WechatClient,
+    apps: Apps,
+    keys: ServerKeys,
+    clock: Clock,
+    /// In-process single flight by code: concurrent requests with one code
+    /// share one exchange. The database claim does the same across replicas
+    /// and remembers the answer for retries.
+    flights: Flights<LoginOutcome>,
+    claims: Claims,
+    user_changes: Arc<dyn UserChanges>,
+}
+
+impl Logins {
+    /// `claim_wait`: how long to wait for another request's claim on a code.
+    pub fn new(
+        store: Arc<dyn Store>,
+        wechat: WechatClient,
+        apps: Apps,
+        keys: ServerKeys,
+        clock: Clock,
+        claim_wait: std::time::Duration,
+        user_changes: Arc<dyn UserChanges>,
+    ) -> Self {
+        Self {
+            store,
+            wechat,
+            apps,
+            claims: Claims::new(clock.clone(), claim_wait),
+            keys,
+            clock,
+            flights: Flights::default(),
+            user_changes,
         }
-        Ok(outcome)
     }
 
     /// The login for a code of `app`, once per code (see the module docs).
-    pub(crate) async fn exchange(
+    pub async fn exchange(
         self: &Arc<Self>,
         app: &App,
         code: &str,
@@ -78,7 +95,7 @@ impl Wxauth {
         app.limits.check_app_login()?;
         let code_hash = self.keys.code_hash("login", app.id(), code);
         let landed = self
-            .code_flights
+            .flights
             .run(&code_hash, self.settled_exchange(app, code, &code_hash, options))
             .await;
         // A hit: this request joined another one's exchange of the code.
@@ -88,7 +105,7 @@ impl Wxauth {
             return Ok((*shared).clone());
         }
         // Another request's result: the session may have been revoked since.
-        self.replay(shared.session.id, shared.created, options).await
+        self.replay(app, shared.session.id, shared.created, options).await
     }
 
     /// [`Self::exchange_once`] on a task of its own: a claim, once taken, is
@@ -136,7 +153,9 @@ impl Wxauth {
                 let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
                 self.complete_claim(app, code, code_hash, exchange, options).await
             }
-            Claim::Held(CodeState::Done { session, created }) => self.replay(session, created, options).await,
+            Claim::Held(CodeState::Done { session, created }) => {
+                self.replay(app, session, created, options).await
+            }
             Claim::Held(CodeState::Failed(reason)) => Err(failure_error(&reason)),
             // Never settled: `wait` gives up instead.
             Claim::Held(CodeState::Pending) => Err(Error::WechatUnavailable),
@@ -223,7 +242,7 @@ impl Wxauth {
             tracing::info!(user_id = %record.user.user_id, app_id = %app.id(), "new user registered");
         } else {
             // The login may have changed the unionid or the profile.
-            self.token_cache.forget_user(&record.user.user_id);
+            self.user_changes.user_changed(&record.user.user_id);
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(record.session.id),
@@ -236,19 +255,27 @@ impl Wxauth {
     /// The answer to a code that was already exchanged: its session, if
     /// still alive. User info sent with the retry is verified against the
     /// user's current session_key.
-    async fn replay(&self, id: SessionId, created: bool, options: &ExchangeOptions) -> Result<LoginOutcome> {
+    async fn replay(
+        &self,
+        app: &App,
+        id: SessionId,
+        created: bool,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
         let (session, mut user) = self.store.session(id).await?.ok_or(Error::CodeUsed)?;
-        if self.check_active(&session).is_err() {
+        // The code's app is the session's: the code hash binds it.
+        if session.check_active(self.clock.now_ms(), &app.policy).is_err() {
             return Err(Error::CodeUsed);
         }
         if let Some(info) = &options.user_info {
-            let keys = self.session_keys(&user).await?;
+            let sealed = self.store.session_keys(&user.user_id).await?;
+            let keys = open_session_keys(&self.keys, &user, sealed)?;
             let profile = info.verify(&user.app_id, &user.openid, keys.current.expose())?;
             user = self
                 .store
                 .set_profile(&user.user_id, &profile, self.clock.now_ms())
                 .await?;
-            self.token_cache.forget_user(&user.user_id);
+            self.user_changes.user_changed(&user.user_id);
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(id),

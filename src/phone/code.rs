@@ -1,6 +1,6 @@
 //! Phone codes are single use, and WeChat bills every exchange: each code
 //! is exchanged once, whoever presents it and however often. As with
-//! wx.login codes (`login.rs`), the code is claimed in the database before
+//! wx.login codes (`login/`), the code is claimed in the database before
 //! WeChat is asked, so that concurrent or retried requests, on this replica
 //! or another, wait for the claimant and share its answer; within one
 //! process they also share one future ([`crate::domain::single_flight`]).
@@ -10,13 +10,13 @@ use crate::domain::apps::App;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Phone, User};
 use crate::domain::single_flight::{settled, Attempt};
-use crate::service::Wxauth;
+use crate::phone::Phones;
 use crate::store::PhoneClaim;
 
-impl Wxauth {
+impl Phones {
     /// The phone a phone code stands for, if it was (or is now) exchanged
     /// for `user`; PHONE_CODE_USED if it went to someone else.
-    pub(crate) async fn phone_from_code(
+    pub(super) async fn phone_from_code(
         self: &Arc<Self>,
         app: &App,
         user: &User,
@@ -24,7 +24,7 @@ impl Wxauth {
     ) -> Result<Phone> {
         let code_hash = self.keys.code_hash("phone", app.id(), code);
         let shared = self
-            .phone_flights
+            .flights
             .run(
                 &code_hash,
                 self.settled_phone_exchange(app, user, code, &code_hash),
@@ -48,11 +48,10 @@ impl Wxauth {
         code_hash: &str,
     ) -> Result<(String, Phone)> {
         let this = self.clone();
-        let (app_id, user) = (app.id().to_owned(), user.clone());
+        let (app, user) = (app.clone(), user.clone());
         let (code, code_hash) = (code.to_owned(), code_hash.to_owned());
         settled("phone code", async move {
-            let app = this.apps.resolve(&app_id)?;
-            this.exchange_phone_code(app, &user, &code, &code_hash).await
+            this.exchange_phone_code(&app, &user, &code, &code_hash).await
         })
         .await
     }
