@@ -5,13 +5,21 @@
 //! - [`app`]: builds everything, serves gRPC with health and reflection, drains on shutdown.
 //! - [`grpc`]: the only code that touches generated proto types; also TLS on
 //!   the gRPC port and [`grpc::callers`], who may call which method.
-//! - [`login`], [`session`], [`phone`], [`phone_code`], [`user_info`],
-//!   [`access_token`]: domain operations on [`service::Wxauth`], no tonic/prost.
+//! - [`service`]: [`service::Wxauth`], the facade `grpc` talks to: it owns
+//!   one component per flow and composes them where one RPC needs two
+//!   (ExchangeCode with a phone, BindPhone with a login code).
+//! - [`login`], [`phone`], [`session`], [`users`]: one folder per flow, each
+//!   a component owning its state (`Logins`, `Phones`, `Sessions`, `Users`)
+//!   with its shared dependencies given to its constructor; no tonic/prost,
+//!   and no flow imports another.
+//! - [`access_token`]: `AccessTokens`, below the flows: phone and session
+//!   call WeChat with the app's access token.
 //! - [`wechat`]: the WeChat client (the only code that knows WeChat's JSON and
-//!   errcodes) and the WeChat simulator.
-//! - [`token_cache`], [`session_loader`], [`last_seen`]: the VerifyToken hot
-//!   path: recently verified sessions, cold lookups batched, and last-seen
-//!   times written in batches.
+//!   errcodes).
+//! - [`sim`]: the WeChat simulator over real HTTP, a product of its own.
+//! - [`session::cache`], [`session::loader`], [`session::last_seen`]: the
+//!   VerifyToken hot path: recently verified sessions, cold lookups batched,
+//!   and last-seen times written in batches.
 //! - [`store`]: the `Store` trait, its SQLite and PostgreSQL implementations and
 //!   the contract tests both pass; all SQL lives there.
 //! - [`at_rest`]: seals session_keys and access tokens before the store sees
@@ -22,7 +30,9 @@
 //! - [`error`]: the one error enum and the only mapping to `tonic::Status`.
 //! - [`domain`]: what every flow shares, below them all; among it
 //!   [`domain::deadline`], the caller's deadline (set by `grpc`, read by
-//!   `wechat`).
+//!   `wechat`), and [`domain::single_flight`], the one "once, whoever asks"
+//!   mechanism (in process and by database claim) behind login codes, phone
+//!   codes and access tokens.
 //!
 //! # Invariants
 //! - A session_key, the app secret, a raw token or a code never reaches a

@@ -102,7 +102,6 @@ impl Wxauth {
         let logins = Arc::new(Logins::new(
             store.clone(),
             wechat.clone(),
-            apps.clone(),
             keys.clone(),
             clock.clone(),
             claim_wait,

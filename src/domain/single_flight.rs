@@ -143,3 +143,63 @@ where
         .await
         .map_err(|e| Error::internal(anyhow::anyhow!("{what} task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_callers_with_one_key_share_one_run() {
+        let flights = Flights::<u32>::default();
+        let runs = AtomicUsize::new(0);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let first = flights.run("k", async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            released.await.ok();
+            Ok(7)
+        });
+        let second = async {
+            // Joins once the first flight is in the air, then lets it land.
+            tokio::task::yield_now().await;
+            let joined = flights.run("k", async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(8)
+            });
+            release.send(()).ok();
+            joined.await
+        };
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(first.ran && !second.ran);
+        assert_eq!((*first.result.unwrap(), *second.result.unwrap()), (7, 7));
+        // Landed: the next caller runs afresh.
+        let later = flights.run("k", async { Ok(9) }).await;
+        assert!(later.ran);
+        assert_eq!(*later.result.unwrap(), 9);
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_stays_pending_is_given_up_as_wechat_unavailable() {
+        let claims = Claims::new(Clock::system(), Duration::from_millis(50));
+        let leases = std::sync::Mutex::new(Vec::new());
+        let answer: Result<()> = claims
+            .wait(|_, lease| {
+                leases.lock().unwrap().push(lease);
+                async { Ok(Attempt::Pending) }
+            })
+            .await;
+        assert!(matches!(answer, Err(Error::WechatUnavailable)));
+        let leases = leases.into_inner().unwrap();
+        assert!(leases.len() > 1, "waited and looked again");
+        assert!(leases.iter().all(|lease| *lease == 50), "one lease: {leases:?}");
+    }
+
+    #[tokio::test]
+    async fn a_settled_claim_answers_at_once() {
+        let claims = Claims::new(Clock::system(), Duration::from_secs(60)).outlasting_the_lease();
+        let answer = claims.wait(|_, _| async { Ok(Attempt::Settled(3)) }).await;
+        assert_eq!(answer.unwrap(), 3);
+    }
+}

@@ -10,7 +10,7 @@ pub mod user_info;
 
 use std::sync::Arc;
 
-use crate::domain::apps::{App, Apps};
+use crate::domain::apps::App;
 use crate::domain::at_rest::{open_claim, open_session_keys, seal_for_claim, seal_for_user};
 use crate::domain::clock::Clock;
 use crate::domain::crypto::{random_bytes, ServerKeys, SessionId};
@@ -50,7 +50,6 @@ pub struct ExchangeOptions {
 pub struct Logins {
     store: Arc<dyn Store>,
     wechat: WechatClient,
-    apps: Apps,
     keys: ServerKeys,
     clock: Clock,
     /// In-process single flight by code: concurrent requests with one code
@@ -66,7 +65,6 @@ impl Logins {
     pub fn new(
         store: Arc<dyn Store>,
         wechat: WechatClient,
-        apps: Apps,
         keys: ServerKeys,
         clock: Clock,
         claim_wait: std::time::Duration,
@@ -75,7 +73,6 @@ impl Logins {
         Self {
             store,
             wechat,
-            apps,
             claims: Claims::new(clock.clone(), claim_wait),
             keys,
             clock,
@@ -119,11 +116,10 @@ impl Logins {
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
         let this = self.clone();
-        let (app_id, code, code_hash) = (app.id().to_owned(), code.to_owned(), code_hash.to_owned());
+        let (app, code, code_hash) = (app.clone(), code.to_owned(), code_hash.to_owned());
         let options = options.clone();
         settled("code exchange", async move {
-            let app = this.apps.resolve(&app_id)?;
-            this.exchange_once(app, &code, &code_hash, &options).await
+            this.exchange_once(&app, &code, &code_hash, &options).await
         })
         .await
     }

@@ -148,7 +148,7 @@ impl Phones {
     }
 
     /// Exchanges a claimed phone code with WeChat and remembers the answer
-    /// (`phone_code.rs` makes sure this runs once per code).
+    /// ([`code`] makes sure this runs once per code).
     async fn lookup_phone(&self, app: &App, user: &User, code: &str, code_hash: &str) -> Result<Phone> {
         // WeChat refuses a code issued to someone else (PhoneCodeOfAnotherUser
         // -> PHONE_CODE_MISMATCH); the claim is then released, so the code's

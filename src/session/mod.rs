@@ -182,7 +182,7 @@ impl Sessions {
 
     /// The live session behind a token, with no policy applied (BindPhone,
     /// CheckSession and RevokeToken accept users without a phone). Answered
-    /// from the token cache when it may (see `token_cache`), else the store.
+    /// from the token cache when it may (see [`cache`]), else the store.
     pub async fn live_session(&self, token: &str) -> Result<(Session, User)> {
         let id = self.parse_token(token)?;
         if let Some(hit) = self.token_cache.get(&id) {
