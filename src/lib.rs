@@ -19,8 +19,12 @@
 //! - [`config`]: flags, `WXAUTH_*` environment and the TOML file
 //!   ([`config::file`]), the only code reading the environment; secrets in
 //!   redacting wrappers; [`config::apps`] turns them into the domain's apps.
-//! - [`service`]: `Wxauth`, the facade the gRPC handlers call.
-//! - One folder per flow, no tonic or prost inside:
+//! - [`service`]: [`service::Wxauth`], the facade `grpc` talks to: it owns
+//!   one component per flow and composes them where one RPC needs two
+//!   (ExchangeCode with a phone, BindPhone with a login code).
+//! - One folder per flow, each a component owning its state (`Logins`,
+//!   `Phones`, `Sessions`, `Users`) with its shared dependencies given to its
+//!   constructor; no tonic or prost inside, and no flow imports another:
 //!   - [`login`]: ExchangeCode: code claims and single flight, first-sight
 //!     registration, legacy user info ([`login::user_info`]).
 //!   - [`phone`]: BindPhone: the legacy payload, phone codes
@@ -30,8 +34,9 @@
 //!     batched ([`session::loader`]), last-seen times written in batches
 //!     ([`session::last_seen`]).
 //!   - [`users`]: FindUsers, by unionid or user id.
-//!   - [`access_token`]: GetAccessToken, one WeChat access token per app
-//!     shared by every replica.
+//! - [`access_token`]: GetAccessToken: `AccessTokens`, one WeChat access
+//!   token per app shared by every replica; below the flows, since phone and
+//!   session call WeChat with it.
 //! - [`sim`]: the WeChat simulator, a product of its own over real HTTP:
 //!   its routes ([`sim::api`]), users and codes ([`sim::state`]), session_key
 //!   signatures ([`sim::session_key`]), phone data ([`sim::phone`]), access
@@ -53,8 +58,12 @@
 //!   ([`domain::crypto`], pure functions; [`domain::at_rest`] seals what the
 //!   store keeps), field limits ([`domain::validation`]), the configured apps
 //!   ([`domain::apps`]) and their rate limits ([`domain::limits`]), metrics
-//!   ([`domain::metrics`]), and the one accept loop of every listener
-//!   ([`domain::listener`]: connection cap, handshake and idle timeouts).
+//!   ([`domain::metrics`]), the one accept loop of every listener
+//!   ([`domain::listener`]: connection cap, handshake and idle timeouts), the
+//!   caller's deadline ([`domain::deadline`], set by `grpc`, read by
+//!   `wechat`), and [`domain::single_flight`], the one "once, whoever asks"
+//!   mechanism (in process and by database claim) behind login codes, phone
+//!   codes and access tokens.
 //!
 //! # Invariants
 //! - A session_key, the app secret, a raw token or a code never reaches a
@@ -104,7 +113,8 @@ mod layout {
         &["grpc"],
         &["config"],
         &["service"],
-        &["login", "phone", "session", "users", "access_token"],
+        &["login", "phone", "session", "users"],
+        &["access_token"],
         &["sim"],
         &["wechat"],
         &["store"],

@@ -1,56 +1,35 @@
-//! [`Wxauth`]: the domain service and everything it depends on. Its
-//! operations live one concept per file (`login.rs`, `session.rs`).
+//! [`Wxauth`]: the facade the gRPC edge talks to. It owns one component per
+//! flow, each of which owns its state ([`Logins`], [`Phones`], [`Sessions`],
+//! [`Users`], [`AccessTokens`]), and composes them where one RPC needs two
+//! flows: ExchangeCode that also binds a phone, BindPhone that first
+//! refreshes the session_key with a login code. The flows do not know each
+//! other; what several need (the store, the WeChat client, the apps, the
+//! server keys, the clock, access tokens) goes into each by its constructor.
 use std::sync::Arc;
 
 use crate::access_token::AccessTokens;
 use crate::domain::apps::Apps;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::ServerKeys;
-use crate::domain::model::{Phone, TokenPolicy};
-use crate::login::LoginOutcome;
-use crate::session::cache::TokenCache;
-use crate::session::last_seen::LastSeen;
-use crate::session::loader::SessionLoader;
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{PhoneBinding, Session, StoredAccessToken, TokenPolicy, User};
+use crate::domain::validation;
+use crate::login::{ExchangeOptions, LoginOutcome, Logins};
+use crate::phone::{PhoneSource, Phones};
+use crate::session::{SessionCheck, SessionSettings, Sessions};
 use crate::store::Store;
+use crate::users::{UserKey, Users};
 use crate::wechat::WechatClient;
 
 pub struct Wxauth {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) wechat: WechatClient,
-    pub(crate) apps: Apps,
-    pub(crate) keys: ServerKeys,
-    pub(crate) clock: Clock,
-    pub(crate) policy: TokenPolicy,
-    /// In-process single flight for login codes: concurrent requests with
-    /// one code share one exchange. The database claim does the same across
-    /// replicas and remembers the answer for retries.
-    pub(crate) code_flights: moka::future::Cache<String, Arc<LoginOutcome>>,
-    /// How long to wait for another request's claim on the same code.
-    pub(crate) claim_wait: std::time::Duration,
-    /// In-process single flight for phone codes, like `code_flights`: the
-    /// claimant's user id and the phone.
-    pub(crate) phone_flights: moka::future::Cache<String, Arc<(String, Phone)>>,
-    pub(crate) access_tokens: AccessTokens,
-    pub(crate) phone: PhoneSettings,
-    /// Recent /wxa/checksession answers by (user, session_key version).
-    pub(crate) key_checks: moka::future::Cache<(String, i64), bool>,
-    /// Sessions verified recently (see `token_cache` for why it is safe).
-    pub(crate) token_cache: Arc<TokenCache>,
-    /// Last-seen times waiting to be written.
-    pub(crate) last_seen: LastSeen,
-    /// Cold VerifyToken lookups, batched.
-    pub(crate) session_loader: SessionLoader,
-    /// Background tasks that live as long as the service: the store's
-    /// change feed and the last-seen writer.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Wxauth {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    store: Arc<dyn Store>,
+    apps: Apps,
+    clock: Clock,
+    logins: Arc<Logins>,
+    phones: Arc<Phones>,
+    sessions: Sessions,
+    users: Users,
+    access_tokens: Arc<AccessTokens>,
 }
 
 /// Tunables of the domain service.
@@ -98,59 +77,59 @@ impl Wxauth {
             phone,
             token_cache,
         } = settings;
-        let cache = Arc::new(TokenCache::new(token_cache.capacity, token_cache.ttl));
-        let feed = {
-            let cache = cache.clone();
-            store.watch_changes(Arc::new(move |change| cache.apply(change)))
-        };
-        if feed.is_none() {
-            cache.no_other_writers();
-        }
-        let last_seen = LastSeen::new(store.clone());
-        let (session_loader, loaders) = SessionLoader::start(store.clone());
-        let tasks = feed
-            .into_iter()
-            .chain([tokio::spawn(last_seen.clone().run())])
-            .chain(loaders)
-            .collect();
-        let code_flights = moka::future::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(std::time::Duration::from_secs(60))
-            .build();
-        let phone_flights = moka::future::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(std::time::Duration::from_secs(60))
-            .build();
-        let access_tokens = AccessTokens::new(
+        // Refreshes are leased for as long as a code claim is waited for.
+        let access_tokens = Arc::new(AccessTokens::new(
             store.clone(),
             wechat.clone(),
             keys.clone(),
             clock.clone(),
             claim_wait,
+        ));
+        let sessions = Sessions::new(
+            store.clone(),
+            wechat.clone(),
+            apps.clone(),
+            keys.clone(),
+            clock.clone(),
+            access_tokens.clone(),
+            SessionSettings {
+                policy,
+                cache_capacity: token_cache.capacity,
+                cache_ttl: token_cache.ttl,
+                check_cache_ms: phone.check_cache_ms,
+            },
         );
-        let key_checks = moka::future::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(std::time::Duration::from_millis(
-                phone.check_cache_ms.max(1) as u64
-            ))
-            .build();
+        let logins = Arc::new(Logins::new(
+            store.clone(),
+            wechat.clone(),
+            keys.clone(),
+            clock.clone(),
+            claim_wait,
+            sessions.user_changes(),
+        ));
+        let phones = Arc::new(Phones::new(
+            store.clone(),
+            wechat,
+            keys,
+            clock.clone(),
+            access_tokens.clone(),
+            crate::phone::PhoneSettings {
+                max_age_ms: phone.max_age_ms,
+                key_grace_ms: phone.key_grace_ms,
+                claim_wait,
+            },
+            sessions.user_changes(),
+        ));
+        let users = Users::new(store.clone(), apps.clone());
         Self {
             store,
-            wechat,
             apps,
-            keys,
             clock,
-            policy,
-            code_flights,
-            claim_wait,
-            phone_flights,
+            logins,
+            phones,
+            sessions,
+            users,
             access_tokens,
-            phone,
-            key_checks,
-            token_cache: cache,
-            last_seen,
-            session_loader,
-            tasks,
         }
     }
 
@@ -158,14 +137,96 @@ impl Wxauth {
         &self.store
     }
 
-    /// The token policy of a session's app. Sessions of an app no longer
-    /// configured get the default policy here and fail verification anyway.
-    pub(crate) fn policy_of(&self, app_id: &str) -> &TokenPolicy {
-        self.apps.resolve(app_id).map_or(&self.policy, |app| &app.policy)
+    pub fn apps(&self) -> &Apps {
+        &self.apps
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Writes the last-seen times recorded so far (at shutdown).
+    pub async fn flush_last_seen(&self) {
+        self.sessions.flush_last_seen().await;
     }
 
     /// When a session dies if it keeps being used.
-    pub fn expires_at(&self, session: &crate::domain::model::Session) -> i64 {
-        session.effective_expiry(self.policy_of(&session.app_id))
+    pub fn expires_at(&self, session: &Session) -> i64 {
+        self.sessions.expires_at(session)
+    }
+
+    /// ExchangeCode: the session for a wx.login code, optionally binding a
+    /// phone in the same round trip.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        app_id: &str,
+        options: &ExchangeOptions,
+        phone: Option<&PhoneSource>,
+    ) -> Result<LoginOutcome> {
+        validation::code("code", code)?;
+        let app = self.apps.resolve(app_id)?;
+        let mut outcome = self.logins.exchange(app, code, options).await?;
+        if let Some(source) = phone {
+            // The session_key this exchange stored is now the current one.
+            app.limits.check_phone_attempt(&outcome.user.user_id)?;
+            outcome.user = self.phones.bind(app, &outcome.user, source).await?.user;
+        }
+        Ok(outcome)
+    }
+
+    /// BindPhone: binds the phone to the token's user, first exchanging
+    /// `login_code` (refreshing the session_key) when one is given.
+    pub async fn bind_phone(
+        &self,
+        token: &str,
+        source: PhoneSource,
+        login_code: Option<&str>,
+    ) -> Result<PhoneBinding> {
+        if let Some(code) = login_code {
+            validation::code("login_code", code)?;
+        }
+        let (session, user) = self.sessions.live_session(token).await?;
+        let app = self.apps.resolve(&user.app_id)?;
+        // Before the login code is spent: a limited attempt changes nothing.
+        app.limits.check_phone_attempt(&user.user_id)?;
+        if let Some(code) = login_code {
+            let options = ExchangeOptions {
+                attach_to: Some(session.id),
+                ..Default::default()
+            };
+            let outcome = self.logins.exchange(app, code, &options).await?;
+            if outcome.user.user_id != user.user_id {
+                return Err(Error::LoginCodeMismatch);
+            }
+        }
+        self.phones.bind(app, &user, &source).await
+    }
+
+    /// VerifyToken: see [`Sessions::verify_token`].
+    pub async fn verify_token(&self, token: &str, app_id: Option<&str>) -> Result<(Session, User)> {
+        self.sessions.verify_token(token, app_id).await
+    }
+
+    /// CheckSession: see [`Sessions::check_session`].
+    pub async fn check_session(&self, token: &str) -> Result<SessionCheck> {
+        self.sessions.check_session(token).await
+    }
+
+    /// RevokeToken: see [`Sessions::revoke_token`].
+    pub async fn revoke_token(&self, token: &str, all_sessions: bool) -> Result<u64> {
+        self.sessions.revoke_token(token, all_sessions).await
+    }
+
+    /// FindUsers: see [`Users::find_users`].
+    pub async fn find_users(&self, key: &UserKey) -> Result<Vec<User>> {
+        self.users.find_users(key).await
+    }
+
+    /// GetAccessToken: the app's current WeChat access token.
+    pub async fn access_token(&self, app_id: &str) -> Result<(String, StoredAccessToken)> {
+        let app = self.apps.resolve(app_id)?;
+        let token = self.access_tokens.current(app).await?;
+        Ok((app.id().to_owned(), token))
     }
 }

@@ -1,6 +1,7 @@
 //! WeChat access tokens: one per app, cached until shortly before expiry,
 //! persisted through the store (a restart does not spend quota), refreshed
-//! by one caller while the others wait. Uses `stable_token` in normal mode,
+//! by one caller while the others wait (in process and across replicas:
+//! [`crate::domain::single_flight`]). Uses `stable_token` in normal mode,
 //! which never invalidates a token another process still holds.
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,6 +14,7 @@ use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::StoredAccessToken;
 use crate::domain::secret::Secret;
+use crate::domain::single_flight::{Attempt, Claims, Flights};
 use crate::store::Store;
 use crate::wechat::{WechatClient, WechatError};
 
@@ -26,11 +28,13 @@ pub struct AccessTokens {
     /// Seal the token in the store, which every replica reads.
     keys: ServerKeys,
     clock: Clock,
-    /// How long a refresh may take: the lease of its claim. Waiters wait
-    /// up to twice as long, to take over a lease whose holder died.
-    refresh_wait: std::time::Duration,
+    /// Across replicas, one refresh per app: leased for as long as a
+    /// refresh may take; waiters outlast the lease, to take over a lease
+    /// whose holder died.
+    claims: Claims,
     cached: Mutex<HashMap<String, StoredAccessToken>>,
-    refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// In this process, one refresh (or replacement) per app at a time.
+    refreshing: Flights<StoredAccessToken>,
 }
 
 impl AccessTokens {
@@ -45,8 +49,8 @@ impl AccessTokens {
             store,
             wechat,
             keys,
+            claims: Claims::new(clock.clone(), refresh_wait).outlasting_the_lease(),
             clock,
-            refresh_wait,
             cached: Default::default(),
             refreshing: Default::default(),
         }
@@ -65,9 +69,8 @@ impl AccessTokens {
         match f(used.token.clone()).await {
             Err(WechatError::AccessTokenInvalid) => {
                 tracing::warn!(app_id = app.id(), "WeChat rejected the access token; refreshing");
-                self.invalidate(app, &used.fetch_id).await?;
-                let token = self.get(app).await?;
-                Ok(f(token).await)
+                let token = self.replace(app, &used.fetch_id).await?;
+                Ok(f(token.token).await)
             }
             other => Ok(other),
         }
@@ -85,35 +88,58 @@ impl AccessTokens {
         if let Some(token) = cached {
             return Ok(token);
         }
-        let lock = self.refresh_lock(app.id());
-        let _guard = lock.lock().await;
-        // Someone else may have refreshed while we waited.
+        let landed = self.refreshing.run(app.id(), self.refresh(app)).await;
+        Ok((*landed.result?).clone())
+    }
+
+    /// A token other than fetch `failed`'s, which WeChat rejected. In the
+    /// app's flight, so that nobody re-reads the failed token from the store
+    /// between dropping it here and there; a flight this call joined may
+    /// have started before the drop and still carry it: then once more.
+    async fn replace(&self, app: &App, failed: &str) -> Result<StoredAccessToken> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let landed = self
+                .refreshing
+                .run(app.id(), async {
+                    self.invalidate(app, failed).await?;
+                    self.refresh(app).await
+                })
+                .await;
+            let token = landed.result?;
+            if landed.ran || token.fetch_id != failed || tries == 3 {
+                return Ok((*token).clone());
+            }
+        }
+    }
+
+    /// The token of the store or of WeChat, remembered.
+    async fn refresh(&self, app: &App) -> Result<StoredAccessToken> {
+        // Someone else may have refreshed just before this flight began.
         if let Some(token) = self.fresh_cached(app.id()) {
             return Ok(token);
         }
         // Across replicas: one claims the refresh, the others wait for its
         // token in the store. Nobody force-refreshes, so nobody invalidates a
-        // token a peer still uses. Waiters outlast the holder's lease: if it
-        // died holding it, one of them takes over when the lease runs out.
-        let lease = crate::domain::clock::ms(self.refresh_wait);
-        let give_up = tokio::time::Instant::now() + 2 * self.refresh_wait;
-        loop {
-            if let Some(stored) = self.stored(app).await? {
-                if self.is_fresh(&stored) {
-                    return Ok(self.remember(app.id(), stored));
+        // token a peer still uses.
+        let stored = self
+            .claims
+            .wait(|now, lease| async move {
+                if let Some(stored) = self.stored(app).await? {
+                    if self.is_fresh(&stored) {
+                        return Ok(Attempt::Settled(stored));
+                    }
                 }
-            }
-            let now = self.clock.now_ms();
-            if self.store.claim_token_refresh(app.id(), now, lease).await? {
+                if !self.store.claim_token_refresh(app.id(), now, lease).await? {
+                    return Ok(Attempt::Pending);
+                }
                 let fetched = self.fetch(app).await;
                 self.store.release_token_refresh(app.id()).await?;
-                return fetched.map(|stored| self.remember(app.id(), stored));
-            }
-            if tokio::time::Instant::now() >= give_up {
-                return Err(Error::WechatUnavailable);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
+                fetched.map(Attempt::Settled)
+            })
+            .await?;
+        Ok(self.remember(app.id(), stored))
     }
 
     /// Asks WeChat for the current token and persists it.
@@ -148,10 +174,6 @@ impl AccessTokens {
     /// Forgets the token of fetch `failed`, unless a newer fetch already
     /// replaced it.
     async fn invalidate(&self, app: &App, failed: &str) -> Result<()> {
-        // Under the refresh lock, so nobody re-reads the failed token from
-        // the store between dropping it here and there.
-        let lock = self.refresh_lock(app.id());
-        let _guard = lock.lock().await;
         {
             let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
             if cached.get(app.id()).is_some_and(|t| t.fetch_id == failed) {
@@ -181,19 +203,5 @@ impl AccessTokens {
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         cached.insert(app_id.to_owned(), token.clone());
         token
-    }
-
-    fn refresh_lock(&self, app_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(app_id.to_owned()).or_default().clone()
-    }
-}
-
-impl crate::service::Wxauth {
-    /// GetAccessToken: the app's current WeChat access token.
-    pub async fn access_token(&self, app_id: &str) -> Result<(String, StoredAccessToken)> {
-        let app = self.apps.resolve(app_id)?;
-        let token = self.access_tokens.current(app).await?;
-        Ok((app.id().to_owned(), token))
     }
 }

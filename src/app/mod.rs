@@ -213,7 +213,7 @@ impl Application {
                 tracing::info!(%addr, "serving Prometheus metrics at /metrics");
             }
             crate::domain::metrics::handle();
-            crate::domain::metrics::register_apps(self.wxauth.apps.iter().map(App::id));
+            crate::domain::metrics::register_apps(self.wxauth.apps().iter().map(App::id));
             // A scraper needs one or two connections.
             let metrics_limits = ConnLimits {
                 max_connections: 64,
@@ -257,7 +257,7 @@ impl Application {
         }
         janitor.abort();
         // Last-seen times recorded by the drained calls.
-        self.wxauth.last_seen.flush().await;
+        self.wxauth.flush_last_seen().await;
         if let Some(sim) = self.simulator {
             sim.stop().await;
         }
@@ -319,11 +319,11 @@ async fn watch_health(wxauth: Arc<Wxauth>, health: Arc<Health>, probing: HealthP
 async fn purge_codes(wxauth: Arc<Wxauth>) {
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
-        let before = wxauth.clock.now_ms() - CODE_TTL_MS;
+        let before = wxauth.clock().now_ms() - CODE_TTL_MS;
         if let Err(e) = wxauth.store().purge_codes(before).await {
             tracing::warn!(error = %e, "purging old code claims failed");
         }
-        for app in wxauth.apps.iter() {
+        for app in wxauth.apps().iter() {
             app.limits.housekeeping();
         }
     }

@@ -25,7 +25,6 @@ use crate::domain::model::{
     SealedAccessToken, SealedExchange, SealedSessionKeys, SessionKeys, StoredAccessToken, User, WechatSession,
 };
 use crate::domain::secret::Secret;
-use crate::service::Wxauth;
 
 /// A login's session_key sealed for the user's row, and its keyed MAC.
 pub(crate) fn seal_for_user(
@@ -143,12 +142,4 @@ fn opened(column: &'static str, result: Result<Secret<String>, OpenError>) -> Op
             );
         })
         .ok()
-}
-
-impl Wxauth {
-    /// The session_keys wxauth holds for a user, opened.
-    pub(crate) async fn session_keys(&self, user: &User) -> Result<SessionKeys> {
-        let sealed = self.store.session_keys(&user.user_id).await?;
-        open_session_keys(&self.keys, user, sealed)
-    }
 }

@@ -132,4 +132,23 @@ impl Session {
         self.expires_at
             .min(self.last_seen_at.saturating_add(policy.idle_ms))
     }
+
+    /// Revoked and expired sessions are dead; the reason says which.
+    pub fn check_active(&self, now_ms: i64, policy: &TokenPolicy) -> crate::domain::error::Result<()> {
+        use crate::domain::error::Error;
+        if self.revoked_at.is_some() {
+            return Err(Error::TokenRevoked);
+        }
+        if now_ms >= self.effective_expiry(policy) {
+            return Err(Error::TokenExpired);
+        }
+        Ok(())
+    }
+}
+
+/// Told when a user's row changed (a login, a profile, a phone), so that
+/// copies of it (the VerifyToken cache) are dropped: the flows that change
+/// users tell it without knowing who listens.
+pub trait UserChanges: Send + Sync {
+    fn user_changed(&self, user_id: &str);
 }

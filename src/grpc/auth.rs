@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
 use super::requests;
+use crate::domain::deadline::with_caller_deadline;
 use crate::domain::error::{Error, Result};
 use crate::service::Wxauth;
-use crate::wechat::guard::with_caller_deadline;
 
 pub struct AuthApi {
     wxauth: Arc<Wxauth>,
@@ -176,7 +176,7 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 
 /// Runs a domain call under the caller's deadline and answers in time even
 /// when the database is slow: WeChat calls stop short of the deadline
-/// (`wechat::guard`), and what must still finish once the answer has left
+/// (`domain::deadline`), and what must still finish once the answer has left
 /// (settling a claimed code) runs on a task of its own.
 async fn within_deadline<T>(
     deadline: Option<tokio::time::Instant>,

@@ -1,29 +1,26 @@
-//! Exchanging a wx.login code for a wxauth session.
+//! [`Logins`]: exchanging a wx.login code for a wxauth session.
 //!
 //! A code is claimed in the database before WeChat is asked, so that a
 //! retried or concurrent request with the same code, on this replica or
 //! another, waits for the first one and gets the same answer instead of
 //! WeChat's 40163 "code been used". Within one process, concurrent requests
-//! additionally share one future (`code_flights`).
+//! additionally share one future. Both halves are
+//! [`crate::domain::single_flight`]'s.
 pub mod user_info;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
 use crate::domain::apps::App;
-use crate::domain::at_rest::{open_claim, seal_for_claim, seal_for_user};
-use crate::domain::crypto::{random_bytes, SessionId};
+use crate::domain::at_rest::{open_claim, open_session_keys, seal_for_claim, seal_for_user};
+use crate::domain::clock::Clock;
+use crate::domain::crypto::{random_bytes, ServerKeys, SessionId};
 use crate::domain::error::{Error, Result};
-use crate::domain::model::{Profile, Session, User, WechatSession};
+use crate::domain::model::{Profile, Session, User, UserChanges, WechatSession};
 use crate::domain::secret::Secret;
-use crate::domain::validation;
+use crate::domain::single_flight::{settled, Attempt, Claims, Flights};
 use crate::login::user_info::UserInfoInput;
-use crate::phone::PhoneSource;
-use crate::service::Wxauth;
-use crate::store::{failure_error, Claim, CodeState, NewLogin};
-use crate::wechat::guard::spawn_with_caller_deadline;
+use crate::store::{failure_error, Claim, CodeState, NewLogin, Store};
+use crate::wechat::WechatClient;
 
 pub use crate::domain::model::CODE_TTL_MS;
 
@@ -49,28 +46,43 @@ pub struct ExchangeOptions {
     pub attach_to: Option<SessionId>,
 }
 
-impl Wxauth {
-    /// ExchangeCode: the session for a wx.login code, optionally binding a
-    /// phone in the same round trip.
-    pub async fn exchange_code(
-        self: &Arc<Self>,
-        code: &str,
-        app_id: &str,
-        options: &ExchangeOptions,
-        phone: Option<&PhoneSource>,
-    ) -> Result<LoginOutcome> {
-        validation::code("code", code)?;
-        let app = self.apps.resolve(app_id)?;
-        let mut outcome = self.exchange(app, code, options).await?;
-        if let Some(source) = phone {
-            // The session_key this exchange stored is now the current one.
-            outcome.user = self.bind_phone_for(app, &outcome.user, source).await?.user;
+/// Logins: wx.login codes exchanged once each (see the module docs).
+pub struct Logins {
+    store: Arc<dyn Store>,
+    wechat: WechatClient,
+    keys: ServerKeys,
+    clock: Clock,
+    /// In-process single flight by code: concurrent requests with one code
+    /// share one exchange. The database claim does the same across replicas
+    /// and remembers the answer for retries.
+    flights: Flights<LoginOutcome>,
+    claims: Claims,
+    user_changes: Arc<dyn UserChanges>,
+}
+
+impl Logins {
+    /// `claim_wait`: how long to wait for another request's claim on a code.
+    pub fn new(
+        store: Arc<dyn Store>,
+        wechat: WechatClient,
+        keys: ServerKeys,
+        clock: Clock,
+        claim_wait: std::time::Duration,
+        user_changes: Arc<dyn UserChanges>,
+    ) -> Self {
+        Self {
+            store,
+            wechat,
+            claims: Claims::new(clock.clone(), claim_wait),
+            keys,
+            clock,
+            flights: Flights::default(),
+            user_changes,
         }
-        Ok(outcome)
     }
 
     /// The login for a code of `app`, once per code (see the module docs).
-    pub(crate) async fn exchange(
+    pub async fn exchange(
         self: &Arc<Self>,
         app: &App,
         code: &str,
@@ -79,28 +91,18 @@ impl Wxauth {
         // Before the code is claimed or sent: a limited login spends nothing.
         app.limits.check_app_login()?;
         let code_hash = self.keys.code_hash("login", app.id(), code);
-        let ran = AtomicBool::new(false);
-        let shared = self
-            .code_flights
-            .try_get_with_by_ref(&code_hash, async {
-                ran.store(true, Ordering::Relaxed);
-                self.settled_exchange(app, code, &code_hash, options)
-                    .await
-                    .map(Arc::new)
-            })
+        let landed = self
+            .flights
+            .run(&code_hash, self.settled_exchange(app, code, &code_hash, options))
             .await;
         // A hit: this request joined another one's exchange of the code.
-        let ran = ran.load(Ordering::Relaxed);
-        crate::domain::metrics::cache("code_flight", !ran);
-        let shared = shared.map_err(|e| (*e).clone())?;
-        if ran {
-            // The flight is over: later retries are answered from the
-            // database's replay record, which follows the code's lifetime.
-            self.code_flights.invalidate(&code_hash).await;
+        crate::domain::metrics::cache("code_flight", !landed.ran);
+        let shared = landed.result?;
+        if landed.ran {
             return Ok((*shared).clone());
         }
         // Another request's result: the session may have been revoked since.
-        self.replay(shared.session.id, shared.created, options).await
+        self.replay(app, shared.session.id, shared.created, options).await
     }
 
     /// [`Self::exchange_once`] on a task of its own: a claim, once taken, is
@@ -114,14 +116,12 @@ impl Wxauth {
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
         let this = self.clone();
-        let (app_id, code, code_hash) = (app.id().to_owned(), code.to_owned(), code_hash.to_owned());
+        let (app, code, code_hash) = (app.clone(), code.to_owned(), code_hash.to_owned());
         let options = options.clone();
-        spawn_with_caller_deadline(async move {
-            let app = this.apps.resolve(&app_id)?;
-            this.exchange_once(app, &code, &code_hash, &options).await
+        settled("code exchange", async move {
+            this.exchange_once(&app, &code, &code_hash, &options).await
         })
         .await
-        .map_err(|e| Error::internal(anyhow::anyhow!("code exchange task failed: {e}")))?
     }
 
     async fn exchange_once(
@@ -131,28 +131,30 @@ impl Wxauth {
         code_hash: &str,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
-        let give_up = Instant::now() + self.claim_wait;
-        let lease = i64::try_from(self.claim_wait.as_millis()).unwrap_or(i64::MAX);
-        loop {
-            let now = self.clock.now_ms();
-            let claim = self
-                .store
-                .claim_code(code_hash, app.id(), now, now - CODE_TTL_MS, now - lease)
-                .await?;
-            match claim {
-                Claim::Acquired { exchange } => {
-                    let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
-                    return self.complete_claim(app, code, code_hash, exchange, options).await;
-                }
-                Claim::Held(CodeState::Done { session, created }) => {
-                    return self.replay(session, created, options).await
-                }
-                Claim::Held(CodeState::Failed(reason)) => return Err(failure_error(&reason)),
-                Claim::Held(CodeState::Pending) if Instant::now() < give_up => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Claim::Held(CodeState::Pending) => return Err(Error::WechatUnavailable),
+        let claim = self
+            .claims
+            .wait(|now, lease| async move {
+                let claim = self
+                    .store
+                    .claim_code(code_hash, app.id(), now, now - CODE_TTL_MS, now - lease)
+                    .await?;
+                Ok(match claim {
+                    Claim::Held(CodeState::Pending) => Attempt::Pending,
+                    settled => Attempt::Settled(settled),
+                })
+            })
+            .await?;
+        match claim {
+            Claim::Acquired { exchange } => {
+                let exchange = exchange.and_then(|e| open_claim(&self.keys, app.id(), code_hash, e));
+                self.complete_claim(app, code, code_hash, exchange, options).await
             }
+            Claim::Held(CodeState::Done { session, created }) => {
+                self.replay(app, session, created, options).await
+            }
+            Claim::Held(CodeState::Failed(reason)) => Err(failure_error(&reason)),
+            // Never settled: `wait` gives up instead.
+            Claim::Held(CodeState::Pending) => Err(Error::WechatUnavailable),
         }
     }
 
@@ -236,7 +238,7 @@ impl Wxauth {
             tracing::info!(user_id = %record.user.user_id, app_id = %app.id(), "new user registered");
         } else {
             // The login may have changed the unionid or the profile.
-            self.token_cache.forget_user(&record.user.user_id);
+            self.user_changes.user_changed(&record.user.user_id);
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(record.session.id),
@@ -249,19 +251,27 @@ impl Wxauth {
     /// The answer to a code that was already exchanged: its session, if
     /// still alive. User info sent with the retry is verified against the
     /// user's current session_key.
-    async fn replay(&self, id: SessionId, created: bool, options: &ExchangeOptions) -> Result<LoginOutcome> {
+    async fn replay(
+        &self,
+        app: &App,
+        id: SessionId,
+        created: bool,
+        options: &ExchangeOptions,
+    ) -> Result<LoginOutcome> {
         let (session, mut user) = self.store.session(id).await?.ok_or(Error::CodeUsed)?;
-        if self.check_active(&session).is_err() {
+        // The code's app is the session's: the code hash binds it.
+        if session.check_active(self.clock.now_ms(), &app.policy).is_err() {
             return Err(Error::CodeUsed);
         }
         if let Some(info) = &options.user_info {
-            let keys = self.session_keys(&user).await?;
+            let sealed = self.store.session_keys(&user.user_id).await?;
+            let keys = open_session_keys(&self.keys, &user, sealed)?;
             let profile = info.verify(&user.app_id, &user.openid, keys.current.expose())?;
             user = self
                 .store
                 .set_profile(&user.user_id, &profile, self.clock.now_ms())
                 .await?;
-            self.token_cache.forget_user(&user.user_id);
+            self.user_changes.user_changed(&user.user_id);
         }
         Ok(LoginOutcome {
             token: self.keys.mint_token(id),

@@ -1,46 +1,36 @@
 //! Phone codes are single use, and WeChat bills every exchange: each code
 //! is exchanged once, whoever presents it and however often. As with
-//! wx.login codes (`login.rs`), the code is claimed in the database before
+//! wx.login codes (`login/`), the code is claimed in the database before
 //! WeChat is asked, so that concurrent or retried requests, on this replica
 //! or another, wait for the claimant and share its answer; within one
-//! process they also share one future (`phone_flights`).
-use std::sync::atomic::{AtomicBool, Ordering};
+//! process they also share one future ([`crate::domain::single_flight`]).
 use std::sync::Arc;
-
-use tokio::time::Instant;
 
 use crate::domain::apps::App;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Phone, User};
-use crate::service::Wxauth;
+use crate::domain::single_flight::{settled, Attempt};
+use crate::phone::Phones;
 use crate::store::PhoneClaim;
-use crate::wechat::guard::spawn_with_caller_deadline;
 
-impl Wxauth {
+impl Phones {
     /// The phone a phone code stands for, if it was (or is now) exchanged
     /// for `user`; PHONE_CODE_USED if it went to someone else.
-    pub(crate) async fn phone_from_code(
+    pub(super) async fn phone_from_code(
         self: &Arc<Self>,
         app: &App,
         user: &User,
         code: &str,
     ) -> Result<Phone> {
         let code_hash = self.keys.code_hash("phone", app.id(), code);
-        let ran = AtomicBool::new(false);
         let shared = self
-            .phone_flights
-            .try_get_with_by_ref(&code_hash, async {
-                ran.store(true, Ordering::Relaxed);
-                self.settled_phone_exchange(app, user, code, &code_hash)
-                    .await
-                    .map(Arc::new)
-            })
+            .flights
+            .run(
+                &code_hash,
+                self.settled_phone_exchange(app, user, code, &code_hash),
+            )
             .await
-            .map_err(|e| (*e).clone())?;
-        if ran.load(Ordering::Relaxed) {
-            // Later retries are answered from the database.
-            self.phone_flights.invalidate(&code_hash).await;
-        }
+            .result?;
         let (owner, phone) = &*shared;
         if *owner != user.user_id {
             return Err(Error::PhoneCodeUsed);
@@ -58,14 +48,12 @@ impl Wxauth {
         code_hash: &str,
     ) -> Result<(String, Phone)> {
         let this = self.clone();
-        let (app_id, user) = (app.id().to_owned(), user.clone());
+        let (app, user) = (app.clone(), user.clone());
         let (code, code_hash) = (code.to_owned(), code_hash.to_owned());
-        spawn_with_caller_deadline(async move {
-            let app = this.apps.resolve(&app_id)?;
-            this.exchange_phone_code(app, &user, &code, &code_hash).await
+        settled("phone code", async move {
+            this.exchange_phone_code(&app, &user, &code, &code_hash).await
         })
         .await
-        .map_err(|e| Error::internal(anyhow::anyhow!("phone code task failed: {e}")))?
     }
 
     /// Claims the code and asks WeChat, or waits for the claimant's answer.
@@ -76,31 +64,33 @@ impl Wxauth {
         code: &str,
         code_hash: &str,
     ) -> Result<(String, Phone)> {
-        let give_up = Instant::now() + self.claim_wait;
-        let lease = crate::domain::clock::ms(self.claim_wait);
-        loop {
-            let now = self.clock.now_ms();
-            let claim = self
-                .store
-                .claim_phone_code(code_hash, &user.user_id, now, now - lease)
-                .await?;
-            match claim {
-                PhoneClaim::Done(owner, phone) => return Ok((owner, phone)),
-                PhoneClaim::Acquired => {
-                    let looked_up = self.lookup_phone(app, user, code, code_hash).await;
-                    if looked_up.is_err() {
-                        // No answer worth keeping: a retry may claim it again.
-                        if let Err(e) = self.store.release_phone_code(code_hash).await {
-                            tracing::warn!(error = %e, "could not release a phone code claim");
-                        }
+        let claim = self
+            .claims
+            .wait(|now, lease| async move {
+                let claim = self
+                    .store
+                    .claim_phone_code(code_hash, &user.user_id, now, now - lease)
+                    .await?;
+                Ok(match claim {
+                    PhoneClaim::Pending => Attempt::Pending,
+                    settled => Attempt::Settled(settled),
+                })
+            })
+            .await?;
+        match claim {
+            PhoneClaim::Done(owner, phone) => Ok((owner, phone)),
+            PhoneClaim::Acquired => {
+                let looked_up = self.lookup_phone(app, user, code, code_hash).await;
+                if looked_up.is_err() {
+                    // No answer worth keeping: a retry may claim it again.
+                    if let Err(e) = self.store.release_phone_code(code_hash).await {
+                        tracing::warn!(error = %e, "could not release a phone code claim");
                     }
-                    return looked_up.map(|phone| (user.user_id.clone(), phone));
                 }
-                PhoneClaim::Pending if Instant::now() < give_up => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                PhoneClaim::Pending => return Err(Error::WechatUnavailable),
+                looked_up.map(|phone| (user.user_id.clone(), phone))
             }
+            // Never settled: `wait` gives up instead.
+            PhoneClaim::Pending => Err(Error::WechatUnavailable),
         }
     }
 }

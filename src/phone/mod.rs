@@ -3,20 +3,28 @@
 //! replaced within a grace window) or from a phone code exchanged with WeChat
 //! (single use and billed, so its answer is remembered). Whichever the
 //! source, the data must pass [`checks`] before anything is stored.
+//! [`Phones`] owns this flow's state; a BindPhone that first exchanges a
+//! login code is composed by the facade ([`crate::service::Wxauth`]).
 mod checks;
 pub mod code;
 
 pub use checks::WATERMARK_MAX_SKEW_MS;
 
+use std::sync::Arc;
+
+use crate::access_token::AccessTokens;
 use crate::domain::apps::App;
+use crate::domain::at_rest::open_session_keys;
+use crate::domain::clock::Clock;
+use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
 use crate::domain::limits::Limits;
-use crate::domain::model::{Phone, PhoneBinding, User};
+use crate::domain::model::{Phone, PhoneBinding, User, UserChanges};
+use crate::domain::single_flight::{Claims, Flights};
 use crate::domain::validation::{self, CipherFields};
-use crate::login::ExchangeOptions;
-use crate::service::Wxauth;
+use crate::store::Store;
 use crate::wechat::payload::{self, PhonePayload};
-use crate::wechat::WechatError;
+use crate::wechat::{WechatClient, WechatError};
 
 /// Where a phone number comes from.
 #[derive(Clone, Debug)]
@@ -40,50 +48,61 @@ impl PhoneSource {
     }
 }
 
-impl Wxauth {
-    /// BindPhone: binds the phone to the token's user, first exchanging
-    /// `login_code` (refreshing the session_key) when one is given.
-    pub async fn bind_phone(
-        self: &std::sync::Arc<Self>,
-        token: &str,
-        source: PhoneSource,
-        login_code: Option<&str>,
-    ) -> Result<PhoneBinding> {
-        if let Some(code) = login_code {
-            validation::code("login_code", code)?;
+/// Phone-binding limits.
+#[derive(Clone, Copy, Debug)]
+pub struct PhoneSettings {
+    /// Older phone authorisations are rejected as replays, in
+    /// milliseconds; 0 disables.
+    pub max_age_ms: i64,
+    /// How long a replaced session_key may still open payloads, in milliseconds.
+    pub key_grace_ms: i64,
+    /// How long to wait for another request's claim on a phone code.
+    pub claim_wait: std::time::Duration,
+}
+
+/// Phones: binding phone numbers to users (see the module docs).
+pub struct Phones {
+    store: Arc<dyn Store>,
+    wechat: WechatClient,
+    keys: ServerKeys,
+    clock: Clock,
+    /// getuserphonenumber needs the app's access token.
+    access_tokens: Arc<AccessTokens>,
+    settings: PhoneSettings,
+    /// In-process single flight by phone code: the claimant's user id and
+    /// the phone.
+    flights: Flights<(String, Phone)>,
+    claims: Claims,
+    user_changes: Arc<dyn UserChanges>,
+}
+
+impl Phones {
+    pub fn new(
+        store: Arc<dyn Store>,
+        wechat: WechatClient,
+        keys: ServerKeys,
+        clock: Clock,
+        access_tokens: Arc<AccessTokens>,
+        settings: PhoneSettings,
+        user_changes: Arc<dyn UserChanges>,
+    ) -> Self {
+        Self {
+            store,
+            wechat,
+            keys,
+            claims: Claims::new(clock.clone(), settings.claim_wait),
+            clock,
+            access_tokens,
+            settings,
+            flights: Flights::default(),
+            user_changes,
         }
-        let (session, user) = self.live_session(token).await?;
-        let app = self.apps.resolve(&user.app_id)?;
-        // Before the login code is spent: a limited attempt changes nothing.
-        app.limits.check_phone_attempt(&user.user_id)?;
-        if let Some(code) = login_code {
-            let options = ExchangeOptions {
-                attach_to: Some(session.id),
-                ..Default::default()
-            };
-            let outcome = self.exchange(app, code, &options).await?;
-            if outcome.user.user_id != user.user_id {
-                return Err(Error::LoginCodeMismatch);
-            }
-        }
-        self.store_phone(app, &user, &source).await
     }
 
-    /// A phone binding attempt of `user` (ExchangeCode with a phone),
-    /// subject to the per-user and per-app attempt limits.
-    pub(crate) async fn bind_phone_for(
-        self: &std::sync::Arc<Self>,
-        app: &App,
-        user: &User,
-        source: &PhoneSource,
-    ) -> Result<PhoneBinding> {
-        app.limits.check_phone_attempt(&user.user_id)?;
-        self.store_phone(app, user, source).await
-    }
-
-    /// Resolves the phone from its source and stores it on the user.
-    async fn store_phone(
-        self: &std::sync::Arc<Self>,
+    /// Resolves the phone from its source and stores it on the user. The
+    /// caller checked the attempt against the app's limits.
+    pub async fn bind(
+        self: &Arc<Self>,
         app: &App,
         user: &User,
         source: &PhoneSource,
@@ -96,7 +115,7 @@ impl Wxauth {
             .store
             .bind_phone(&user.user_id, &phone, self.clock.now_ms())
             .await?;
-        self.token_cache.forget_user(&user.user_id);
+        self.user_changes.user_changed(&user.user_id);
         if binding.changed {
             tracing::info!(user_id = %user.user_id, replaced = binding.previous.is_some(), "phone bound");
         }
@@ -107,11 +126,12 @@ impl Wxauth {
     /// happened within the grace window (the key rotated between
     /// getPhoneNumber and our exchange). Every failure looks the same.
     async fn decrypt_phone(&self, app: &App, user: &User, data: &[u8], iv: &[u8; 16]) -> Result<Phone> {
-        let keys = self.session_keys(user).await?;
+        let sealed = self.store.session_keys(&user.user_id).await?;
+        let keys = open_session_keys(&self.keys, user, sealed)?;
         let now = self.clock.now_ms();
         let previous = keys.previous.filter(|_| {
             keys.previous_replaced_at
-                .is_some_and(|at| now - at <= self.phone.key_grace_ms)
+                .is_some_and(|at| now - at <= self.settings.key_grace_ms)
         });
         let opened = std::iter::once(&keys.current)
             .chain(previous.as_ref())
@@ -128,14 +148,8 @@ impl Wxauth {
     }
 
     /// Exchanges a claimed phone code with WeChat and remembers the answer
-    /// (`phone_code.rs` makes sure this runs once per code).
-    pub(crate) async fn lookup_phone(
-        &self,
-        app: &App,
-        user: &User,
-        code: &str,
-        code_hash: &str,
-    ) -> Result<Phone> {
+    /// ([`code`] makes sure this runs once per code).
+    async fn lookup_phone(&self, app: &App, user: &User, code: &str, code_hash: &str) -> Result<Phone> {
         // WeChat refuses a code issued to someone else (PhoneCodeOfAnotherUser
         // -> PHONE_CODE_MISMATCH); the claim is then released, so the code's
         // own user can still bind it.
@@ -212,6 +226,6 @@ impl Wxauth {
     /// the configured maximum age (a replayed payload) or from the future.
     fn check_phone(&self, phone: &Phone) -> Result<()> {
         checks::check_phone_number(phone)?;
-        checks::check_watermark_time(self.clock.now_ms(), phone.authorised_at, self.phone.max_age_ms)
+        checks::check_watermark_time(self.clock.now_ms(), phone.authorised_at, self.settings.max_age_ms)
     }
 }

@@ -315,6 +315,12 @@ impl StaleUsers {
     }
 }
 
+impl crate::domain::model::UserChanges for TokenCache {
+    fn user_changed(&self, user_id: &str) {
+        self.forget_user(user_id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

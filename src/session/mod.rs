@@ -1,16 +1,26 @@
-//! Session tokens after login: verifying ("whose token is this?"),
-//! checking session_key freshness, and revoking.
+//! [`Sessions`]: session tokens after login: verifying ("whose token is
+//! this?"), checking session_key freshness, and revoking, with what only
+//! they use: the VerifyToken cache ([`cache`]), batched cold lookups
+//! ([`loader`]) and last-seen times written in batches ([`last_seen`]).
 pub mod cache;
 pub mod last_seen;
 pub mod loader;
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
-use crate::domain::crypto::{SessionId, TOKEN_LEN};
+use crate::access_token::AccessTokens;
+use crate::domain::apps::Apps;
+use crate::domain::at_rest::open_session_keys;
+use crate::domain::clock::Clock;
+use crate::domain::crypto::{ServerKeys, SessionId, TOKEN_LEN};
 use crate::domain::error::{Error, Result};
-use crate::domain::model::{Session, User};
-use crate::service::Wxauth;
-use crate::wechat::WechatError;
+use crate::domain::model::{Session, TokenPolicy, User, UserChanges};
+use crate::store::Store;
+use crate::wechat::{WechatClient, WechatError};
+use cache::TokenCache;
+use last_seen::LastSeen;
+use loader::SessionLoader;
 
 /// What CheckSession tells the client to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +39,116 @@ pub struct SessionCheck {
     pub action: SessionAction,
 }
 
-impl Wxauth {
+/// Tunables of [`Sessions`].
+#[derive(Clone, Copy, Debug)]
+pub struct SessionSettings {
+    /// The token policy of sessions whose app is no longer configured.
+    pub policy: TokenPolicy,
+    /// Most sessions in the VerifyToken cache; 0 disables the cache.
+    pub cache_capacity: u64,
+    /// Longest a session stays cached without being read again from the store.
+    pub cache_ttl: std::time::Duration,
+    /// How long a /wxa/checksession answer is reused, in milliseconds.
+    pub check_cache_ms: i64,
+}
+
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    wechat: WechatClient,
+    apps: Apps,
+    keys: ServerKeys,
+    clock: Clock,
+    policy: TokenPolicy,
+    access_tokens: Arc<AccessTokens>,
+    /// Recent /wxa/checksession answers by (user, session_key version).
+    key_checks: moka::future::Cache<(String, i64), bool>,
+    /// Sessions verified recently (see [`cache`] for why it is safe).
+    token_cache: Arc<TokenCache>,
+    /// Last-seen times waiting to be written.
+    last_seen: LastSeen,
+    /// Cold VerifyToken lookups, batched.
+    loader: SessionLoader,
+    /// Background tasks that live as long as the sessions: the store's
+    /// change feed, the last-seen writer and the loaders.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Sessions {
+    pub fn new(
+        store: Arc<dyn Store>,
+        wechat: WechatClient,
+        apps: Apps,
+        keys: ServerKeys,
+        clock: Clock,
+        access_tokens: Arc<AccessTokens>,
+        settings: SessionSettings,
+    ) -> Self {
+        let cache = Arc::new(TokenCache::new(settings.cache_capacity, settings.cache_ttl));
+        let feed = {
+            let cache = cache.clone();
+            store.watch_changes(Arc::new(move |change| cache.apply(change)))
+        };
+        if feed.is_none() {
+            cache.no_other_writers();
+        }
+        let last_seen = LastSeen::new(store.clone());
+        let (loader, loaders) = SessionLoader::start(store.clone());
+        let tasks = feed
+            .into_iter()
+            .chain([tokio::spawn(last_seen.clone().run())])
+            .chain(loaders)
+            .collect();
+        let key_checks = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(std::time::Duration::from_millis(
+                settings.check_cache_ms.max(1) as u64
+            ))
+            .build();
+        Self {
+            store,
+            wechat,
+            apps,
+            keys,
+            clock,
+            policy: settings.policy,
+            access_tokens,
+            key_checks,
+            token_cache: cache,
+            last_seen,
+            loader,
+            tasks,
+        }
+    }
+
+    /// Where login and phone binding report the users they change.
+    pub fn user_changes(&self) -> Arc<dyn UserChanges> {
+        self.token_cache.clone()
+    }
+
+    /// Writes the last-seen times recorded so far (at shutdown).
+    pub async fn flush_last_seen(&self) {
+        self.last_seen.flush().await;
+    }
+
+    /// The token policy of a session's app. Sessions of an app no longer
+    /// configured get the default policy here and fail verification anyway.
+    fn policy_of(&self, app_id: &str) -> &TokenPolicy {
+        self.apps.resolve(app_id).map_or(&self.policy, |app| &app.policy)
+    }
+
+    /// When a session dies if it keeps being used.
+    pub fn expires_at(&self, session: &Session) -> i64 {
+        session.effective_expiry(self.policy_of(&session.app_id))
+    }
+
     /// VerifyToken: the live session and user behind a token, subject to
     /// the app's phone-required policy. Fails closed. With `app_id`, a token
     /// of another app is TOKEN_INVALID, like an unknown token, whatever its
@@ -63,8 +182,8 @@ impl Wxauth {
 
     /// The live session behind a token, with no policy applied (BindPhone,
     /// CheckSession and RevokeToken accept users without a phone). Answered
-    /// from the token cache when it may (see `token_cache`), else the store.
-    pub(crate) async fn live_session(&self, token: &str) -> Result<(Session, User)> {
+    /// from the token cache when it may (see [`cache`]), else the store.
+    pub async fn live_session(&self, token: &str) -> Result<(Session, User)> {
         let id = self.parse_token(token)?;
         if let Some(hit) = self.token_cache.get(&id) {
             let session = hit.session();
@@ -78,7 +197,7 @@ impl Wxauth {
         }
         crate::domain::metrics::cache("token", false);
         let ticket = self.token_cache.ticket();
-        let (mut session, user) = self.session_loader.load(id).await?.ok_or(Error::TokenInvalid)?;
+        let (mut session, user) = self.loader.load(id).await?.ok_or(Error::TokenInvalid)?;
         // A use recorded here but not yet written counts (another replica's
         // is known after its next flush: the documented precision).
         if let Some(seen) = self.last_seen.pending(&id) {
@@ -120,14 +239,8 @@ impl Wxauth {
     }
 
     /// Revoked and expired sessions are dead; the reason says which.
-    pub(crate) fn check_active(&self, session: &Session) -> Result<()> {
-        if session.revoked_at.is_some() {
-            return Err(Error::TokenRevoked);
-        }
-        if self.clock.now_ms() >= self.expires_at(session) {
-            return Err(Error::TokenExpired);
-        }
-        Ok(())
+    fn check_active(&self, session: &Session) -> Result<()> {
+        session.check_active(self.clock.now_ms(), self.policy_of(&session.app_id))
     }
 
     /// RevokeToken: revokes the token, or all live tokens of its user.
@@ -180,7 +293,8 @@ impl Wxauth {
     /// Asks WeChat's /wxa/checksession, cached briefly per user and key.
     async fn session_key_fresh(&self, user: &User) -> Result<bool> {
         let app = self.apps.resolve(&user.app_id)?;
-        let keys = match self.session_keys(user).await {
+        let sealed = self.store.session_keys(&user.user_id).await?;
+        let keys = match open_session_keys(&self.keys, user, sealed) {
             Ok(keys) => keys,
             // Ours does not open (see at_rest): WeChat's is a new one to us.
             Err(Error::SessionKeyStale) => return Ok(false),

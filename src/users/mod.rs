@@ -1,8 +1,11 @@
-//! FindUsers: internal services look users up by unionid (one person across
-//! mini programs) or by user_id; never by openid.
+//! [`Users`], FindUsers: internal services look users up by unionid (one
+//! person across mini programs) or by user_id; never by openid.
+use std::sync::Arc;
+
+use crate::domain::apps::Apps;
 use crate::domain::error::Result;
 use crate::domain::model::User;
-use crate::service::Wxauth;
+use crate::store::Store;
 
 /// What FindUsers looks up.
 #[derive(Clone, Debug)]
@@ -11,7 +14,16 @@ pub enum UserKey {
     UserId(String),
 }
 
-impl Wxauth {
+pub struct Users {
+    store: Arc<dyn Store>,
+    apps: Apps,
+}
+
+impl Users {
+    pub fn new(store: Arc<dyn Store>, apps: Apps) -> Self {
+        Self { store, apps }
+    }
+
     /// FindUsers: the users with a unionid, or the user with an id, limited
     /// to the apps this deployment serves.
     pub async fn find_users(&self, key: &UserKey) -> Result<Vec<User>> {

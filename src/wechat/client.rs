@@ -19,9 +19,10 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::domain::clock::Clock;
+use crate::domain::deadline::caller_deadline;
 use crate::domain::model::WechatSession;
 use crate::domain::secret::Secret;
-use crate::wechat::guard::{self, Guard, GuardConfig};
+use crate::wechat::guard::{Guard, GuardConfig};
 
 pub use error::WechatError;
 pub use phone::{PhoneInfo, OPENID_MISMATCH};
@@ -109,7 +110,7 @@ impl WechatClient {
     {
         // No time left for WeChat: not an attempt, so no admission either
         // (a probe is not spent on a call that cannot be made).
-        if guard::caller_deadline().is_some_and(|d| d <= Instant::now()) {
+        if caller_deadline().is_some_and(|d| d <= Instant::now()) {
             tracing::debug!(
                 endpoint,
                 app_id,
@@ -140,7 +141,7 @@ impl WechatClient {
         F: Fn() -> reqwest::RequestBuilder,
     {
         let ours = Instant::now() + self.policy.deadline;
-        let caller = guard::caller_deadline().filter(|caller| *caller < ours);
+        let caller = caller_deadline().filter(|caller| *caller < ours);
         let deadline = caller.unwrap_or(ours);
         let mut attempt = 0;
         // WeChat's own failure on the previous attempt, if any.

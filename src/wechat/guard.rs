@@ -1,7 +1,8 @@
 //! Protection of WeChat and of ourselves when WeChat misbehaves: a circuit
 //! breaker per app (fail fast while WeChat is down, one probe to close it
-//! again), an optional outbound rate limit per app (stay under WeChat's
-//! quotas), and the caller's gRPC deadline, which no WeChat call outlives.
+//! again) and an optional outbound rate limit per app (stay under WeChat's
+//! quotas). The caller's gRPC deadline, which no WeChat call outlives, is
+//! [`crate::domain::deadline`]'s.
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -11,42 +12,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::WechatError;
 use crate::domain::clock::Clock;
-
-tokio::task_local! {
-    /// The deadline of the gRPC call being served, if the caller set one.
-    static CALLER_DEADLINE: Option<tokio::time::Instant>;
-}
-
-/// Runs `f` with the caller's deadline in scope for every WeChat call it makes.
-pub async fn with_caller_deadline<F: std::future::Future>(
-    deadline: Option<tokio::time::Instant>,
-    f: F,
-) -> F::Output {
-    CALLER_DEADLINE.scope(deadline, f).await
-}
-
-/// Spawns `f` as a task of its own under the current caller's deadline and
-/// log span (request id): work that must finish even when the caller stops
-/// waiting (a claimed code is always settled) runs there.
-pub fn spawn_with_caller_deadline<F>(f: F) -> tokio::task::JoinHandle<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let deadline = CALLER_DEADLINE.try_with(|d| *d).ok().flatten();
-    tokio::spawn(CALLER_DEADLINE.scope(deadline, tracing::Instrument::in_current_span(f)))
-}
-
-/// The caller's deadline, less a margin to settle claims and answer (the
-/// gRPC layer answers 100 ms before the deadline, see `grpc::auth`).
-pub(super) fn caller_deadline() -> Option<tokio::time::Instant> {
-    const MARGIN: Duration = Duration::from_millis(150);
-    CALLER_DEADLINE
-        .try_with(|d| *d)
-        .ok()
-        .flatten()
-        .map(|d| d.checked_sub(MARGIN).unwrap_or(d))
-}
 
 /// Circuit breaker and outbound limits.
 #[derive(Clone, Copy, Debug)]
