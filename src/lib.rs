@@ -56,7 +56,8 @@
 //!   one error enum ([`domain::error`]), the clock ([`domain::clock`]),
 //!   secrets ([`domain::secret`]), tokens, hashes, AES and sealing
 //!   ([`domain::crypto`], pure functions; [`domain::at_rest`] seals what the
-//!   store keeps), field limits ([`domain::validation`]), the configured apps
+//!   store keeps), field limits ([`domain::validation`]), request fields
+//!   as parsed types ([`domain::input`]: codes, app ids), the configured apps
 //!   ([`domain::apps`]) and their rate limits ([`domain::limits`]), metrics
 //!   ([`domain::metrics`]), the one accept loop of every listener
 //!   ([`domain::listener`]: connection cap, handshake and idle timeouts), the
@@ -77,6 +78,9 @@
 //!   chooses gRPC status codes; only [`wechat`] (and the [`sim`] that
 //!   imitates it) knows WeChat's JSON and errcodes; only [`store`] holds
 //!   SQL; only [`config`] reads the environment (test support aside).
+//! - Parse, don't re-validate: [`grpc::requests`] turns request fields into
+//!   [`domain::input`] types once; the flows take those types and do not
+//!   check them again.
 //! - With `[[callers]]`, no AuthService handler runs for an unknown caller or
 //!   a method outside its policy; health and reflection stay open. API keys
 //!   exist in wxauth only as SHA-256 hashes and are never logged.

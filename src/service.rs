@@ -12,8 +12,8 @@ use crate::domain::apps::Apps;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
+use crate::domain::input::{AppId, Code};
 use crate::domain::model::{PhoneBinding, Session, StoredAccessToken, TokenPolicy, User};
-use crate::domain::validation;
 use crate::login::{ExchangeOptions, LoginOutcome, Logins};
 use crate::phone::{PhoneSource, Phones};
 use crate::session::{SessionCheck, SessionSettings, Sessions};
@@ -159,12 +159,11 @@ impl Wxauth {
     /// phone in the same round trip.
     pub async fn exchange_code(
         &self,
-        code: &str,
-        app_id: &str,
+        code: &Code,
+        app_id: &AppId,
         options: &ExchangeOptions,
         phone: Option<&PhoneSource>,
     ) -> Result<LoginOutcome> {
-        validation::code("code", code)?;
         let app = self.apps.resolve(app_id)?;
         let mut outcome = self.logins.exchange(app, code, options).await?;
         if let Some(source) = phone {
@@ -181,13 +180,10 @@ impl Wxauth {
         &self,
         token: &str,
         source: PhoneSource,
-        login_code: Option<&str>,
+        login_code: Option<&Code>,
     ) -> Result<PhoneBinding> {
-        if let Some(code) = login_code {
-            validation::code("login_code", code)?;
-        }
         let (session, user) = self.sessions.live_session(token).await?;
-        let app = self.apps.resolve(&user.app_id)?;
+        let app = self.apps.stored(&user.app_id)?;
         // Before the login code is spent: a limited attempt changes nothing.
         app.limits.check_phone_attempt(&user.user_id)?;
         if let Some(code) = login_code {
@@ -204,7 +200,7 @@ impl Wxauth {
     }
 
     /// VerifyToken: see [`Sessions::verify_token`].
-    pub async fn verify_token(&self, token: &str, app_id: Option<&str>) -> Result<(Session, User)> {
+    pub async fn verify_token(&self, token: &str, app_id: Option<&AppId>) -> Result<(Session, User)> {
         self.sessions.verify_token(token, app_id).await
     }
 
@@ -224,7 +220,7 @@ impl Wxauth {
     }
 
     /// GetAccessToken: the app's current WeChat access token.
-    pub async fn access_token(&self, app_id: &str) -> Result<(String, StoredAccessToken)> {
+    pub async fn access_token(&self, app_id: &AppId) -> Result<(String, StoredAccessToken)> {
         let app = self.apps.resolve(app_id)?;
         let token = self.access_tokens.current(app).await?;
         Ok((app.id().to_owned(), token))

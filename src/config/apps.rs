@@ -55,6 +55,11 @@ mod tests {
     use super::*;
     use crate::domain::apps::Apps;
     use crate::domain::error::Error;
+    use crate::domain::input::AppId;
+
+    fn id(app_id: &str) -> AppId {
+        AppId::parse("app_id", app_id.into()).unwrap()
+    }
 
     fn app(id: &str) -> App {
         let creds = AppCredentials {
@@ -66,18 +71,18 @@ mod tests {
 
     #[test]
     fn empty_app_id_picks_the_only_app() {
-        assert_eq!(Apps::new(vec![app("wxa")]).resolve("").unwrap().id(), "wxa");
+        assert_eq!(Apps::new(vec![app("wxa")]).resolve(&id("")).unwrap().id(), "wxa");
     }
 
     #[test]
     fn empty_app_id_is_ambiguous_with_two_apps() {
         let apps = Apps::new(vec![app("wxa"), app("wxb")]);
         assert!(matches!(
-            apps.resolve(""),
+            apps.resolve(&id("")),
             Err(Error::InvalidArgument { field: "app_id", .. })
         ));
-        assert_eq!(apps.resolve("wxb").unwrap().id(), "wxb");
-        assert!(matches!(apps.resolve("wxc"), Err(Error::AppUnknown)));
+        assert_eq!(apps.resolve(&id("wxb")).unwrap().id(), "wxb");
+        assert!(matches!(apps.resolve(&id("wxc")), Err(Error::AppUnknown)));
     }
 
     #[test]

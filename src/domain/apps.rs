@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::domain::error::{Error, Result};
+use crate::domain::input::AppId;
 use crate::domain::limits::Limits;
 use crate::domain::model::TokenPolicy;
 use crate::domain::secret::Secret;
@@ -48,7 +49,17 @@ impl Apps {
     }
 
     /// The app a request names; an empty `app_id` means the only app.
-    pub fn resolve(&self, app_id: &str) -> Result<&App> {
+    pub fn resolve(&self, app_id: &AppId) -> Result<&App> {
+        self.find(app_id.as_str())
+    }
+
+    /// The app of a stored session or user (its id came in as an
+    /// [`AppId`]).
+    pub fn stored(&self, app_id: &str) -> Result<&App> {
+        self.find(app_id)
+    }
+
+    fn find(&self, app_id: &str) -> Result<&App> {
         if app_id.is_empty() {
             return match self.apps.as_slice() {
                 [only] => Ok(only),
@@ -58,7 +69,6 @@ impl Apps {
                 )),
             };
         }
-        crate::domain::validation::app_id("app_id", app_id)?;
         self.apps
             .iter()
             .find(|a| a.id() == app_id)

@@ -55,7 +55,7 @@ impl AuthService for AuthApi {
             let req = requests::verify_token(request.into_inner())?;
             let (session, user) = self
                 .wxauth
-                .verify_token(&req.session_token, req.app_id.as_deref())
+                .verify_token(&req.session_token, req.app_id.as_ref())
                 .await?;
             Ok(Response::new(pb::VerifyTokenResponse {
                 user: Some(user_to_proto(user)),
@@ -75,7 +75,7 @@ impl AuthService for AuthApi {
             let binding = within_deadline(
                 deadline,
                 self.wxauth
-                    .bind_phone(&req.session_token, req.source, req.login_code.as_deref()),
+                    .bind_phone(&req.session_token, req.source, req.login_code.as_ref()),
             )
             .await?;
             Ok(Response::new(pb::BindPhoneResponse {
@@ -139,9 +139,8 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::GetAccessTokenResponse>, Status> {
         observe("GetAccessToken", async move {
             let deadline = caller_deadline(&request);
-            let req = request.into_inner();
-            requests::get_access_token(&req)?;
-            let (app_id, token) = within_deadline(deadline, self.wxauth.access_token(&req.app_id)).await?;
+            let app_id = requests::get_access_token(request.into_inner())?;
+            let (app_id, token) = within_deadline(deadline, self.wxauth.access_token(&app_id)).await?;
             Ok(Response::new(pb::GetAccessTokenResponse {
                 app_id,
                 access_token: token.token.expose().clone(),

@@ -136,8 +136,8 @@ pub fn request(input: &[u8]) {
         }
         _ => {
             if let Some(r) = decoded::<pb::GetAccessTokenRequest>(bytes) {
-                if requests::get_access_token(&r).is_ok() {
-                    assert!(r.app_id.len() <= limits::APP_ID_MAX);
+                if let Ok(app_id) = requests::get_access_token(r) {
+                    assert!(app_id.as_str().len() <= limits::APP_ID_MAX);
                 }
             }
         }
@@ -152,8 +152,8 @@ fn exchange_code(bytes: &[u8]) {
     let Some(Ok(req)) = decoded(bytes).map(requests::exchange_code) else {
         return;
     };
-    assert_code(&req.code);
-    assert!(req.app_id.len() <= limits::APP_ID_MAX);
+    assert_code(req.code.expose());
+    assert!(req.app_id.as_str().len() <= limits::APP_ID_MAX);
     if let Some(source) = &req.phone {
         assert_phone_source(source);
     }
@@ -175,7 +175,7 @@ fn bind_phone(bytes: &[u8]) {
     assert!(req.session_token.len() <= limits::SESSION_TOKEN_MAX);
     assert_phone_source(&req.source);
     if let Some(code) = &req.login_code {
-        assert_code(code);
+        assert_code(code.expose());
     }
 }
 
@@ -196,7 +196,7 @@ fn assert_code(code: &str) {
 fn assert_phone_source(source: &PhoneSource) {
     match source {
         PhoneSource::Encrypted { data, .. } => assert_ciphertext(data),
-        PhoneSource::Code(code) => assert_code(code),
+        PhoneSource::Code(code) => assert_code(code.expose()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! its path in the message.
 use super::pb;
 use crate::domain::error::{Error, Result};
+use crate::domain::input::{AppId, Code};
 use crate::domain::validation::{self, CipherFields};
 use crate::login::user_info::UserInfoInput;
 use crate::login::ExchangeOptions;
@@ -13,8 +14,8 @@ use crate::users::UserKey;
 /// ExchangeCode's input.
 #[derive(Debug)]
 pub struct Exchange {
-    pub code: String,
-    pub app_id: String,
+    pub code: Code,
+    pub app_id: AppId,
     pub options: ExchangeOptions,
     pub phone: Option<PhoneSource>,
 }
@@ -24,7 +25,7 @@ pub struct Exchange {
 pub struct Bind {
     pub session_token: String,
     pub source: PhoneSource,
-    pub login_code: Option<String>,
+    pub login_code: Option<Code>,
 }
 
 const ENCRYPTED_PHONE: CipherFields = CipherFields {
@@ -34,22 +35,22 @@ const ENCRYPTED_PHONE: CipherFields = CipherFields {
 
 pub fn exchange_code(req: pb::ExchangeCodeRequest) -> Result<Exchange> {
     use pb::exchange_code_request::Phone;
-    validation::code("code", &req.code)?;
-    validation::app_id("app_id", &req.app_id)?;
+    let code = Code::parse("code", req.code)?;
+    let app_id = AppId::parse("app_id", req.app_id)?;
     let phone = match req.phone {
         None => None,
         Some(Phone::EncryptedPhone(e)) => {
             Some(PhoneSource::encrypted(ENCRYPTED_PHONE, &e.encrypted_data, &e.iv)?)
         }
-        Some(Phone::PhoneCode(code)) => Some(PhoneSource::code("phone_code", &code)?),
+        Some(Phone::PhoneCode(code)) => Some(PhoneSource::Code(Code::parse("phone_code", code)?)),
     };
     let user_info = req
         .user_info
         .map(|i| UserInfoInput::parse(&i.raw_data, &i.signature, &i.encrypted_data, &i.iv))
         .transpose()?;
     Ok(Exchange {
-        code: req.code,
-        app_id: req.app_id,
+        code,
+        app_id,
         options: ExchangeOptions {
             user_info,
             attach_to: None,
@@ -69,12 +70,12 @@ pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
             ))
         }
         Some(Source::EncryptedPhone(e)) => PhoneSource::encrypted(ENCRYPTED_PHONE, &e.encrypted_data, &e.iv)?,
-        Some(Source::PhoneCode(code)) => PhoneSource::code("phone_code", &code)?,
+        Some(Source::PhoneCode(code)) => PhoneSource::Code(Code::parse("phone_code", code)?),
     };
-    let login_code = Some(req.login_code).filter(|c| !c.is_empty());
-    if let Some(code) = &login_code {
-        validation::code("login_code", code)?;
-    }
+    let login_code = Some(req.login_code)
+        .filter(|c| !c.is_empty())
+        .map(|c| Code::parse("login_code", c))
+        .transpose()?;
     Ok(Bind {
         session_token: req.session_token,
         source,
@@ -87,15 +88,15 @@ pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
 #[derive(Debug)]
 pub struct Verify {
     pub session_token: String,
-    pub app_id: Option<String>,
+    pub app_id: Option<AppId>,
 }
 
 pub fn verify_token(req: pb::VerifyTokenRequest) -> Result<Verify> {
     session_token(&req.session_token)?;
-    validation::app_id("app_id", &req.app_id)?;
+    let app_id = AppId::parse("app_id", req.app_id)?;
     Ok(Verify {
         session_token: req.session_token,
-        app_id: Some(req.app_id).filter(|a| !a.is_empty()),
+        app_id: Some(app_id).filter(|a| !a.is_only_app()),
     })
 }
 
@@ -120,6 +121,7 @@ pub fn find_users(req: pb::FindUsersRequest) -> Result<UserKey> {
     }
 }
 
-pub fn get_access_token(req: &pb::GetAccessTokenRequest) -> Result<()> {
-    validation::app_id("app_id", &req.app_id)
+/// GetAccessToken's input: the app.
+pub fn get_access_token(req: pb::GetAccessTokenRequest) -> Result<AppId> {
+    AppId::parse("app_id", req.app_id)
 }

@@ -15,6 +15,7 @@ use crate::domain::at_rest::{open_claim, open_session_keys, seal_for_claim, seal
 use crate::domain::clock::Clock;
 use crate::domain::crypto::{random_bytes, ServerKeys, SessionId};
 use crate::domain::error::{Error, Result};
+use crate::domain::input::Code;
 use crate::domain::model::{Profile, Session, User, UserChanges, WechatSession};
 use crate::domain::secret::Secret;
 use crate::domain::single_flight::{settled, Attempt, Claims, Flights};
@@ -85,12 +86,12 @@ impl Logins {
     pub async fn exchange(
         self: &Arc<Self>,
         app: &App,
-        code: &str,
+        code: &Code,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
         // Before the code is claimed or sent: a limited login spends nothing.
         app.limits.check_app_login()?;
-        let code_hash = self.keys.code_hash("login", app.id(), code);
+        let code_hash = self.keys.code_hash("login", app.id(), code.expose());
         let landed = self
             .flights
             .run(&code_hash, self.settled_exchange(app, code, &code_hash, options))
@@ -111,12 +112,12 @@ impl Logins {
     async fn settled_exchange(
         self: &Arc<Self>,
         app: &App,
-        code: &str,
+        code: &Code,
         code_hash: &str,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
         let this = self.clone();
-        let (app, code, code_hash) = (app.clone(), code.to_owned(), code_hash.to_owned());
+        let (app, code, code_hash) = (app.clone(), code.clone(), code_hash.to_owned());
         let options = options.clone();
         settled("code exchange", async move {
             this.exchange_once(&app, &code, &code_hash, &options).await
@@ -127,7 +128,7 @@ impl Logins {
     async fn exchange_once(
         &self,
         app: &App,
-        code: &str,
+        code: &Code,
         code_hash: &str,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
@@ -164,14 +165,14 @@ impl Logins {
     async fn complete_claim(
         &self,
         app: &App,
-        code: &str,
+        code: &Code,
         code_hash: &str,
         exchange: Option<WechatSession>,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
         let exchange = match exchange {
             Some(e) => e,
-            None => match self.wechat.jscode2session(&app.creds, code).await {
+            None => match self.wechat.jscode2session(&app.creds, code.expose()).await {
                 Ok(e) => e,
                 Err(e) => {
                     let error = Error::from(e);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::domain::apps::App;
 use crate::domain::error::{Error, Result};
+use crate::domain::input::Code;
 use crate::domain::model::{Phone, User};
 use crate::domain::single_flight::{settled, Attempt};
 use crate::phone::Phones;
@@ -20,9 +21,9 @@ impl Phones {
         self: &Arc<Self>,
         app: &App,
         user: &User,
-        code: &str,
+        code: &Code,
     ) -> Result<Phone> {
-        let code_hash = self.keys.code_hash("phone", app.id(), code);
+        let code_hash = self.keys.code_hash("phone", app.id(), code.expose());
         let shared = self
             .flights
             .run(
@@ -44,12 +45,12 @@ impl Phones {
         self: &Arc<Self>,
         app: &App,
         user: &User,
-        code: &str,
+        code: &Code,
         code_hash: &str,
     ) -> Result<(String, Phone)> {
         let this = self.clone();
         let (app, user) = (app.clone(), user.clone());
-        let (code, code_hash) = (code.to_owned(), code_hash.to_owned());
+        let (code, code_hash) = (code.clone(), code_hash.to_owned());
         settled("phone code", async move {
             this.exchange_phone_code(&app, &user, &code, &code_hash).await
         })
@@ -61,7 +62,7 @@ impl Phones {
         &self,
         app: &App,
         user: &User,
-        code: &str,
+        code: &Code,
         code_hash: &str,
     ) -> Result<(String, Phone)> {
         let claim = self

@@ -18,6 +18,7 @@ use crate::domain::at_rest::open_session_keys;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
+use crate::domain::input::Code;
 use crate::domain::limits::Limits;
 use crate::domain::model::{Phone, PhoneBinding, User, UserChanges};
 use crate::domain::single_flight::{Claims, Flights};
@@ -32,7 +33,7 @@ pub enum PhoneSource {
     /// getPhoneNumber's legacy encryptedData + iv, already base64-decoded.
     Encrypted { data: Vec<u8>, iv: [u8; 16] },
     /// getPhoneNumber's e.detail.code.
-    Code(String),
+    Code(Code),
 }
 
 impl PhoneSource {
@@ -40,11 +41,6 @@ impl PhoneSource {
     pub fn encrypted(fields: CipherFields, encrypted_data: &str, iv: &str) -> Result<Self> {
         let (data, iv) = validation::ciphertext(fields, encrypted_data, iv)?;
         Ok(Self::Encrypted { data, iv })
-    }
-
-    pub fn code(field: &'static str, code: &str) -> Result<Self> {
-        validation::code(field, code)?;
-        Ok(Self::Code(code.to_owned()))
     }
 }
 
@@ -149,7 +145,7 @@ impl Phones {
 
     /// Exchanges a claimed phone code with WeChat and remembers the answer
     /// ([`code`] makes sure this runs once per code).
-    async fn lookup_phone(&self, app: &App, user: &User, code: &str, code_hash: &str) -> Result<Phone> {
+    async fn lookup_phone(&self, app: &App, user: &User, code: &Code, code_hash: &str) -> Result<Phone> {
         // WeChat refuses a code issued to someone else (PhoneCodeOfAnotherUser
         // -> PHONE_CODE_MISMATCH); the claim is then released, so the code's
         // own user can still bind it.
@@ -184,7 +180,7 @@ impl Phones {
         &self,
         app: &App,
         user: &User,
-        code: &str,
+        code: &Code,
     ) -> Result<Result<crate::wechat::PhoneInfo, WechatError>> {
         let now = self.clock.now_ms();
         let day = Limits::day(now);
@@ -197,7 +193,7 @@ impl Phones {
             .access_tokens
             .call(app, |token| async move {
                 self.wechat
-                    .phone_number(app.id(), token.expose(), code, &user.openid)
+                    .phone_number(app.id(), token.expose(), code.expose(), &user.openid)
                     .await
             })
             .await;

@@ -15,6 +15,7 @@ use crate::domain::at_rest::open_session_keys;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::{ServerKeys, SessionId, TOKEN_LEN};
 use crate::domain::error::{Error, Result};
+use crate::domain::input::AppId;
 use crate::domain::model::{Session, TokenPolicy, User, UserChanges};
 use crate::store::Store;
 use crate::wechat::{WechatClient, WechatError};
@@ -141,7 +142,7 @@ impl Sessions {
     /// The token policy of a session's app. Sessions of an app no longer
     /// configured get the default policy here and fail verification anyway.
     fn policy_of(&self, app_id: &str) -> &TokenPolicy {
-        self.apps.resolve(app_id).map_or(&self.policy, |app| &app.policy)
+        self.apps.stored(app_id).map_or(&self.policy, |app| &app.policy)
     }
 
     /// When a session dies if it keeps being used.
@@ -153,7 +154,7 @@ impl Sessions {
     /// the app's phone-required policy. Fails closed. With `app_id`, a token
     /// of another app is TOKEN_INVALID, like an unknown token, whatever its
     /// state (expired, revoked): the caller learns nothing about it.
-    pub async fn verify_token(&self, token: &str, app_id: Option<&str>) -> Result<(Session, User)> {
+    pub async fn verify_token(&self, token: &str, app_id: Option<&AppId>) -> Result<(Session, User)> {
         if let Some(app_id) = app_id {
             self.apps.resolve(app_id)?;
         }
@@ -169,12 +170,12 @@ impl Sessions {
                     .map(|(session, _)| session.app_id),
                 Err(_) => None,
             };
-            if owner.is_some_and(|owner| owner != expected) {
+            if owner.is_some_and(|owner| owner != expected.as_str()) {
                 return Err(Error::TokenInvalid);
             }
         }
         let (session, user) = found?;
-        if self.apps.resolve(&user.app_id)?.phone_required && user.phone_number.is_none() {
+        if self.apps.stored(&user.app_id)?.phone_required && user.phone_number.is_none() {
             return Err(Error::PhoneRequired);
         }
         Ok((session, user))
@@ -292,7 +293,7 @@ impl Sessions {
 
     /// Asks WeChat's /wxa/checksession, cached briefly per user and key.
     async fn session_key_fresh(&self, user: &User) -> Result<bool> {
-        let app = self.apps.resolve(&user.app_id)?;
+        let app = self.apps.stored(&user.app_id)?;
         let sealed = self.store.session_keys(&user.user_id).await?;
         let keys = match open_session_keys(&self.keys, user, sealed) {
             Ok(keys) => keys,

@@ -33,7 +33,7 @@ impl Users {
         };
         Ok(users
             .into_iter()
-            .filter(|u| self.apps.resolve(&u.app_id).is_ok())
+            .filter(|u| self.apps.stored(&u.app_id).is_ok())
             .collect())
     }
 }
