@@ -1,5 +1,6 @@
 //! Domain types shared by the domain logic, the store and the gRPC layer.
-//! Times are unix milliseconds throughout.
+//! Times are unix milliseconds (`i64`) unless their type says otherwise:
+//! WeChat's watermarks are seconds, kept as [`UnixSeconds`].
 use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::secret::Secret;
 
@@ -27,6 +28,11 @@ pub struct Profile {
     pub avatar_url: Option<String>,
 }
 
+/// Unix seconds, WeChat's unit for watermark timestamps; a type of its own
+/// so that it is never mistaken for the milliseconds used everywhere else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixSeconds(pub i64);
+
 /// A phone number WeChat vouched for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Phone {
@@ -35,7 +41,7 @@ pub struct Phone {
     pub pure_phone_number: String,
     pub country_code: String,
     /// Unix seconds when the user authorised it (the watermark).
-    pub authorised_at: i64,
+    pub authorised_at: UnixSeconds,
 }
 
 /// The outcome of binding a phone.

@@ -68,7 +68,7 @@ mod tests {
             phone_number: number.into(),
             pure_phone_number: pure.into(),
             country_code: country_code.into(),
-            authorised_at: 0,
+            authorised_at: crate::domain::model::UnixSeconds(0),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::Code;
 use crate::domain::limits::Limits;
-use crate::domain::model::{Phone, PhoneBinding, User, UserChanges};
+use crate::domain::model::{Phone, PhoneBinding, UnixSeconds, User, UserChanges};
 use crate::domain::single_flight::{Claims, Flights};
 use crate::domain::validation::{self, CipherFields};
 use crate::store::Store;
@@ -137,7 +137,7 @@ impl Phones {
             phone_number: opened.phone_number,
             pure_phone_number: opened.pure_phone_number,
             country_code: opened.country_code,
-            authorised_at: opened.watermark.timestamp,
+            authorised_at: UnixSeconds(opened.watermark.timestamp),
         };
         self.check_phone(&phone)?;
         Ok(phone)
@@ -161,7 +161,7 @@ impl Phones {
             phone_number: info.phone_number,
             pure_phone_number: info.pure_phone_number,
             country_code: info.country_code,
-            authorised_at: info.watermark_timestamp,
+            authorised_at: UnixSeconds(info.watermark_timestamp),
         };
         self.check_phone(&phone)?;
         self.store
@@ -222,6 +222,10 @@ impl Phones {
     /// the configured maximum age (a replayed payload) or from the future.
     fn check_phone(&self, phone: &Phone) -> Result<()> {
         checks::check_phone_number(phone)?;
-        checks::check_watermark_time(self.clock.now_ms(), phone.authorised_at, self.settings.max_age_ms)
+        checks::check_watermark_time(
+            self.clock.now_ms(),
+            phone.authorised_at.0,
+            self.settings.max_age_ms,
+        )
     }
 }

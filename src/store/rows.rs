@@ -6,7 +6,9 @@ use sqlx::FromRow;
 use super::CodeState;
 use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::{Error, Result};
-use crate::domain::model::{Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User};
+use crate::domain::model::{
+    Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, UnixSeconds, User,
+};
 
 /// What a login's user upsert changes on a known user, in both dialects:
 /// the unionid when WeChat sent one, and the session_key, with the one it
@@ -189,7 +191,7 @@ impl PhoneCodeRow {
             phone_number: self.phone_number,
             pure_phone_number: self.pure_phone_number,
             country_code: self.country_code,
-            authorised_at: self.watermark_timestamp,
+            authorised_at: UnixSeconds(self.watermark_timestamp),
         };
         (self.user_id, phone)
     }

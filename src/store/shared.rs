@@ -280,7 +280,7 @@ macro_rules! shared_statements {
             .bind(&phone.phone_number)
             .bind(&phone.pure_phone_number)
             .bind(&phone.country_code)
-            .bind(phone.authorised_at)
+            .bind(phone.authorised_at.0)
             .bind(now)
             .execute(pool)
             .await?;

@@ -1,7 +1,7 @@
 //! Phone codes (claimed, answered once, released) and the daily count of
 //! billed lookups.
 use super::{TestStore, T0};
-use crate::domain::model::Phone;
+use crate::domain::model::{Phone, UnixSeconds};
 use crate::store::PhoneClaim;
 
 contract_tests!(
@@ -20,7 +20,7 @@ fn phone(number: &str) -> Phone {
         phone_number: number.to_owned(),
         pure_phone_number: number.to_owned(),
         country_code: "86".to_owned(),
-        authorised_at: T0 / 1000,
+        authorised_at: UnixSeconds(T0 / 1000),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the store keeps about users besides logins: phones with their
 //! history, verified profiles, lookups by unionid, and revocation.
 use super::{new_login, wechat, TestStore, APP, T0};
-use crate::domain::model::{Phone, Profile};
+use crate::domain::model::{Phone, Profile, UnixSeconds};
 
 contract_tests!(
     a_first_phone_is_bound_without_history,
@@ -19,7 +19,7 @@ fn phone(number: &str) -> Phone {
         phone_number: number.to_owned(),
         pure_phone_number: number.to_owned(),
         country_code: "86".to_owned(),
-        authorised_at: T0 / 1000,
+        authorised_at: UnixSeconds(T0 / 1000),
     }
 }
 
