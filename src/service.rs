@@ -12,7 +12,7 @@ use crate::domain::apps::Apps;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
-use crate::domain::input::{AppId, Code};
+use crate::domain::input::{AppId, Code, SessionToken};
 use crate::domain::model::{PhoneBinding, Session, StoredAccessToken, TokenPolicy, User};
 use crate::login::{ExchangeOptions, LoginOutcome, Logins};
 use crate::phone::{PhoneSource, Phones};
@@ -178,7 +178,7 @@ impl Wxauth {
     /// `login_code` (refreshing the session_key) when one is given.
     pub async fn bind_phone(
         &self,
-        token: &str,
+        token: &SessionToken,
         source: PhoneSource,
         login_code: Option<&Code>,
     ) -> Result<PhoneBinding> {
@@ -200,17 +200,21 @@ impl Wxauth {
     }
 
     /// VerifyToken: see [`Sessions::verify_token`].
-    pub async fn verify_token(&self, token: &str, app_id: Option<&AppId>) -> Result<(Session, User)> {
+    pub async fn verify_token(
+        &self,
+        token: &SessionToken,
+        app_id: Option<&AppId>,
+    ) -> Result<(Session, User)> {
         self.sessions.verify_token(token, app_id).await
     }
 
     /// CheckSession: see [`Sessions::check_session`].
-    pub async fn check_session(&self, token: &str) -> Result<SessionCheck> {
+    pub async fn check_session(&self, token: &SessionToken) -> Result<SessionCheck> {
         self.sessions.check_session(token).await
     }
 
     /// RevokeToken: see [`Sessions::revoke_token`].
-    pub async fn revoke_token(&self, token: &str, all_sessions: bool) -> Result<u64> {
+    pub async fn revoke_token(&self, token: &SessionToken, all_sessions: bool) -> Result<u64> {
         self.sessions.revoke_token(token, all_sessions).await
     }
 

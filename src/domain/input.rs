@@ -27,6 +27,24 @@ impl Code {
     }
 }
 
+/// A raw session token as the caller sent it: within its hard cap, not yet
+/// known to be ours (the session flow checks its MAC and its session). A
+/// bearer credential, so a secret: its `Debug` is redacted.
+#[derive(Clone, Debug)]
+pub struct SessionToken(Secret<String>);
+
+impl SessionToken {
+    pub fn parse(field: &'static str, token: String) -> Result<Self> {
+        validation::session_token(field, &token)?;
+        Ok(Self(Secret::new(token)))
+    }
+
+    /// The only way to the token; grep for it when auditing.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
 /// The app a request names: a configured app's id, or empty for "the only
 /// app" (resolved by [`crate::domain::apps::Apps::resolve`]).
 #[derive(Clone, PartialEq, Eq)]

@@ -94,8 +94,8 @@ impl AuthService for AuthApi {
         observe("CheckSession", async move {
             let deadline = caller_deadline(&request);
             let req = request.into_inner();
-            requests::session_token(&req.session_token)?;
-            let check = within_deadline(deadline, self.wxauth.check_session(&req.session_token)).await?;
+            let token = requests::session_token(req.session_token)?;
+            let check = within_deadline(deadline, self.wxauth.check_session(&token)).await?;
             Ok(Response::new(convert::session_check(check)))
         })
         .await
@@ -107,11 +107,8 @@ impl AuthService for AuthApi {
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         observe("RevokeToken", async move {
             let req = request.into_inner();
-            requests::session_token(&req.session_token)?;
-            let revoked = self
-                .wxauth
-                .revoke_token(&req.session_token, req.all_sessions)
-                .await?;
+            let token = requests::session_token(req.session_token)?;
+            let revoked = self.wxauth.revoke_token(&token, req.all_sessions).await?;
             Ok(Response::new(pb::RevokeTokenResponse {
                 revoked: u32::try_from(revoked).unwrap_or(u32::MAX),
             }))

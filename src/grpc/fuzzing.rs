@@ -172,7 +172,7 @@ fn bind_phone(bytes: &[u8]) {
     let Some(Ok(req)) = decoded(bytes).map(requests::bind_phone) else {
         return;
     };
-    assert!(req.session_token.len() <= limits::SESSION_TOKEN_MAX);
+    assert!(req.session_token.expose().len() <= limits::SESSION_TOKEN_MAX);
     assert_phone_source(&req.source);
     if let Some(code) = &req.login_code {
         assert_code(code.expose());
@@ -181,7 +181,7 @@ fn bind_phone(bytes: &[u8]) {
 
 fn token_request<M: Message + Default>(bytes: &[u8], token: impl Fn(M) -> String) {
     if let Some(token) = decoded(bytes).map(token) {
-        let accepted = requests::session_token(&token).is_ok();
+        let accepted = requests::session_token(token.clone()).is_ok();
         assert_eq!(accepted, token.len() <= limits::SESSION_TOKEN_MAX);
     }
 }

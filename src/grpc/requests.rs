@@ -4,7 +4,7 @@
 //! its path in the message.
 use super::pb;
 use crate::domain::error::{Error, Result};
-use crate::domain::input::{AppId, Code};
+use crate::domain::input::{AppId, Code, SessionToken};
 use crate::domain::validation::{self, CipherFields};
 use crate::login::user_info::UserInfoInput;
 use crate::login::ExchangeOptions;
@@ -23,7 +23,7 @@ pub struct Exchange {
 /// BindPhone's input.
 #[derive(Debug)]
 pub struct Bind {
-    pub session_token: String,
+    pub session_token: SessionToken,
     pub source: PhoneSource,
     pub login_code: Option<Code>,
 }
@@ -61,7 +61,7 @@ pub fn exchange_code(req: pb::ExchangeCodeRequest) -> Result<Exchange> {
 
 pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
     use pb::bind_phone_request::Source;
-    session_token(&req.session_token)?;
+    let token = session_token(req.session_token)?;
     let source = match req.source {
         None => {
             return Err(Error::invalid(
@@ -77,7 +77,7 @@ pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
         .map(|c| Code::parse("login_code", c))
         .transpose()?;
     Ok(Bind {
-        session_token: req.session_token,
+        session_token: token,
         source,
         login_code,
     })
@@ -87,23 +87,23 @@ pub fn bind_phone(req: pb::BindPhoneRequest) -> Result<Bind> {
 /// caller named one.
 #[derive(Debug)]
 pub struct Verify {
-    pub session_token: String,
+    pub session_token: SessionToken,
     pub app_id: Option<AppId>,
 }
 
 pub fn verify_token(req: pb::VerifyTokenRequest) -> Result<Verify> {
-    session_token(&req.session_token)?;
+    let token = session_token(req.session_token)?;
     let app_id = AppId::parse("app_id", req.app_id)?;
     Ok(Verify {
-        session_token: req.session_token,
+        session_token: token,
         app_id: Some(app_id).filter(|a| !a.is_only_app()),
     })
 }
 
 /// The `session_token` of VerifyToken, CheckSession, RevokeToken and
 /// BindPhone: only its hard cap (see [`validation::session_token`]).
-pub fn session_token(token: &str) -> Result<()> {
-    validation::session_token("session_token", token)
+pub fn session_token(token: String) -> Result<SessionToken> {
+    SessionToken::parse("session_token", token)
 }
 
 pub fn find_users(req: pb::FindUsersRequest) -> Result<UserKey> {

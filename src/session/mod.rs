@@ -15,7 +15,7 @@ use crate::domain::at_rest::open_session_keys;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::{ServerKeys, SessionId, TOKEN_LEN};
 use crate::domain::error::{Error, Result};
-use crate::domain::input::AppId;
+use crate::domain::input::{AppId, SessionToken};
 use crate::domain::model::{Session, TokenPolicy, User, UserChanges};
 use crate::store::Store;
 use crate::wechat::{WechatClient, WechatError};
@@ -154,7 +154,11 @@ impl Sessions {
     /// the app's phone-required policy. Fails closed. With `app_id`, a token
     /// of another app is TOKEN_INVALID, like an unknown token, whatever its
     /// state (expired, revoked): the caller learns nothing about it.
-    pub async fn verify_token(&self, token: &str, app_id: Option<&AppId>) -> Result<(Session, User)> {
+    pub async fn verify_token(
+        &self,
+        token: &SessionToken,
+        app_id: Option<&AppId>,
+    ) -> Result<(Session, User)> {
         if let Some(app_id) = app_id {
             self.apps.resolve(app_id)?;
         }
@@ -184,7 +188,7 @@ impl Sessions {
     /// The live session behind a token, with no policy applied (BindPhone,
     /// CheckSession and RevokeToken accept users without a phone). Answered
     /// from the token cache when it may (see [`cache`]), else the store.
-    pub async fn live_session(&self, token: &str) -> Result<(Session, User)> {
+    pub async fn live_session(&self, token: &SessionToken) -> Result<(Session, User)> {
         let id = self.parse_token(token)?;
         if let Some(hit) = self.token_cache.get(&id) {
             let session = hit.session();
@@ -231,7 +235,8 @@ impl Sessions {
         session
     }
 
-    fn parse_token(&self, token: &str) -> Result<SessionId> {
+    fn parse_token(&self, token: &SessionToken) -> Result<SessionId> {
+        let token = token.expose();
         // Length first: no MAC work or lookup for junk.
         if token.len() != TOKEN_LEN {
             return Err(Error::TokenInvalid);
@@ -246,7 +251,7 @@ impl Sessions {
 
     /// RevokeToken: revokes the token, or all live tokens of its user.
     /// Returns how many this call revoked (0 when already revoked).
-    pub async fn revoke_token(&self, token: &str, all_sessions: bool) -> Result<u64> {
+    pub async fn revoke_token(&self, token: &SessionToken, all_sessions: bool) -> Result<u64> {
         let id = self.parse_token(token)?;
         let (session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
         let now = self.clock.now_ms();
@@ -265,7 +270,7 @@ impl Sessions {
 
     /// CheckSession: is the token alive, and is our session_key the one
     /// WeChat holds? Dead tokens are an answer (LOGIN_AGAIN), not an error.
-    pub async fn check_session(&self, token: &str) -> Result<SessionCheck> {
+    pub async fn check_session(&self, token: &SessionToken) -> Result<SessionCheck> {
         let (session, user) = match self.live_session(token).await {
             Ok(found) => found,
             Err(Error::TokenInvalid | Error::TokenExpired | Error::TokenRevoked) => {

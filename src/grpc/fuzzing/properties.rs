@@ -206,7 +206,7 @@ proptest! {
         }
         .encode_to_vec();
         request(&[[2u8].as_slice(), &encoded].concat());
-        let result = requests::session_token(&token);
+        let result = requests::session_token(token.clone());
         prop_assert_eq!(result.is_ok(), len <= limits::SESSION_TOKEN_MAX);
         if len > limits::SESSION_TOKEN_MAX {
             prop_assert_eq!(field(result), Some("session_token"));
