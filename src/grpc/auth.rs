@@ -146,6 +146,46 @@ impl AuthService for AuthApi {
         })
         .await
     }
+
+    async fn delete_user(
+        &self,
+        _request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        observe("DeleteUser", async move {
+            Err(Error::internal(anyhow::anyhow!("DeleteUser: not built yet")).into())
+        })
+        .await
+    }
+
+    async fn export_user(
+        &self,
+        _request: Request<pb::ExportUserRequest>,
+    ) -> Result<Response<pb::ExportUserResponse>, Status> {
+        observe("ExportUser", async move {
+            Err(Error::internal(anyhow::anyhow!("ExportUser: not built yet")).into())
+        })
+        .await
+    }
+
+    async fn unbind_phone(
+        &self,
+        _request: Request<pb::UnbindPhoneRequest>,
+    ) -> Result<Response<pb::UnbindPhoneResponse>, Status> {
+        observe("UnbindPhone", async move {
+            Err(Error::internal(anyhow::anyhow!("UnbindPhone: not built yet")).into())
+        })
+        .await
+    }
+
+    async fn update_profile(
+        &self,
+        _request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        observe("UpdateProfile", async move {
+            Err(Error::internal(anyhow::anyhow!("UpdateProfile: not built yet")).into())
+        })
+        .await
+    }
 }
 
 /// The caller's deadline from the `grpc-timeout` header (e.g. `500m`), so

@@ -22,7 +22,7 @@ use crate::config::file::CallerEntry;
 use crate::domain::error::Error;
 
 /// The methods of `wxauth.v1.AuthService`, as `[[callers]]` name them.
-pub const METHODS: [&str; 7] = [
+pub const METHODS: [&str; 11] = [
     "ExchangeCode",
     "VerifyToken",
     "BindPhone",
@@ -30,6 +30,10 @@ pub const METHODS: [&str; 7] = [
     "RevokeToken",
     "FindUsers",
     "GetAccessToken",
+    "DeleteUser",
+    "ExportUser",
+    "UnbindPhone",
+    "UpdateProfile",
 ];
 
 const PATH_PREFIX: &str = "/wxauth.v1.AuthService/";

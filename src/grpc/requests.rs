@@ -117,7 +117,11 @@ pub fn find_users(req: pb::FindUsersRequest) -> Result<UserKey> {
             validation::user_key("user_id", &id)?;
             Ok(UserKey::UserId(id))
         }
-        None => Err(Error::invalid("key", "unionid or user_id is required")),
+        Some(Key::PhoneNumber(_)) => Err(Error::invalid("phone_number", "not built yet")),
+        None => Err(Error::invalid(
+            "key",
+            "unionid, user_id or phone_number is required",
+        )),
     }
 }
 
