@@ -110,7 +110,7 @@ impl Wxauth {
         let phones = Arc::new(Phones::new(
             store.clone(),
             wechat,
-            keys,
+            keys.clone(),
             clock.clone(),
             access_tokens.clone(),
             crate::phone::PhoneSettings {
@@ -120,7 +120,7 @@ impl Wxauth {
             },
             sessions.user_changes(),
         ));
-        let users = Users::new(store.clone(), apps.clone());
+        let users = Users::new(store.clone(), apps.clone(), keys);
         Self {
             store,
             apps,
@@ -197,6 +197,30 @@ impl Wxauth {
             }
         }
         self.phones.bind(app, &user, &source).await
+    }
+
+    /// UnbindPhone: the token's user withdraws the phone; see
+    /// [`Phones::unbind`]. Any live token will do, as for BindPhone (an app
+    /// with phone_required then refuses VerifyToken with PHONE_REQUIRED).
+    pub async fn unbind_phone(&self, token: &SessionToken) -> Result<User> {
+        let (_, user) = self.sessions.live_session(token).await?;
+        // Gone between the two reads (deleted): as for any unknown token.
+        self.phones
+            .unbind(&user.user_id)
+            .await?
+            .ok_or(Error::TokenInvalid)
+    }
+
+    /// Unbinds the phone of a user found otherwise (WeChat's push that the
+    /// user revoked the phone authorisation); None if there is no such user.
+    pub async fn unbind_phone_of(&self, user_id: &str) -> Result<Option<User>> {
+        self.phones.unbind(user_id).await
+    }
+
+    /// The user WeChat names by `openid` in an app, for WeChat's signed
+    /// pushes only (identity from a caller comes from a code or a token).
+    pub async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User>> {
+        self.users.by_openid(app_id, openid).await
     }
 
     /// VerifyToken: see [`Sessions::verify_token`].

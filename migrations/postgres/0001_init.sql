@@ -7,11 +7,12 @@
 -- Conventions: times are unix milliseconds (BIGINT) unless a column says
 -- otherwise. Codes (wx.login and phone codes) are stored only as keyed
 -- hashes (HMAC under the server key), never in the clear. Secrets
--- (session_keys, access tokens) are stored only sealed:
+-- (session_keys, access tokens) and phone numbers are stored only sealed:
 -- `v1.<key id>.<base64url(nonce, ciphertext, tag)>`, AES-256-GCM under a key
 -- derived from the server key, which is never in the database, and bound to
--- their table, column and row (src/crypto/seal.rs), so SQL can store, move
--- and compare them but never read them.
+-- their table, column and row (src/domain/crypto/seal.rs), so SQL can store,
+-- move and compare them but never read them. Phone numbers are found by a
+-- blind index instead (users.phone_index).
 --
 -- COMMENT ON carries each description into the catalog (psql \d+); personal
 -- data is marked "Personal data:", with why it is kept.
@@ -25,6 +26,7 @@ CREATE TABLE users (
     unionid          TEXT,
     phone_number     TEXT,
     country_code     TEXT,
+    phone_index      TEXT,
     nickname         TEXT,
     avatar_url       TEXT,
     session_key      TEXT NOT NULL,
@@ -39,14 +41,16 @@ CREATE TABLE users (
     CONSTRAINT users_app_openid UNIQUE (app_id, openid)
 );
 CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
+CREATE INDEX users_phone_index ON users (phone_index) WHERE phone_index IS NOT NULL;
 
 COMMENT ON TABLE users IS 'One row per user of one mini program; (app_id, openid) is WeChat''s identity, user_id is ours.';
 COMMENT ON COLUMN users.user_id IS 'Our stable id (usr_...); never changes.';
 COMMENT ON COLUMN users.app_id IS 'The mini program''s WeChat appid.';
 COMMENT ON COLUMN users.openid IS 'Personal data: WeChat''s id of the person within this mini program. The identity a login resolves to.';
 COMMENT ON COLUMN users.unionid IS 'Personal data: WeChat''s id of the person across the company''s apps, when WeChat sends one (kept when a later login omits it). Lets a company find one person''s users in all its mini programs (FindUsers).';
-COMMENT ON COLUMN users.phone_number IS 'Personal data: the bound phone number, as WeChat verified it (BindPhone); returned by VerifyToken. A new number moves this one to phone_history.';
-COMMENT ON COLUMN users.country_code IS 'Personal data: the country calling code of phone_number.';
+COMMENT ON COLUMN users.phone_number IS 'Personal data, sealed: the bound phone number, as WeChat verified it (BindPhone); returned by VerifyToken. A new number moves this one to phone_history; UnbindPhone (or deleting the user) erases it.';
+COMMENT ON COLUMN users.country_code IS 'Personal data, sealed: the country calling code of phone_number.';
+COMMENT ON COLUMN users.phone_index IS 'Personal data (derived): blind index of phone_number, HMAC-SHA256 (hex) under a key derived from the server key, for FindUsers. Written under the current key at each bind; lookups also try previous keys. Shows which users share a number, never the number. Erased with it.';
 COMMENT ON COLUMN users.nickname IS 'Personal data: nickname from getUserInfo data whose signature checked out; returned by VerifyToken.';
 COMMENT ON COLUMN users.avatar_url IS 'Personal data: avatar URL from getUserInfo data whose signature checked out; returned by VerifyToken.';
 COMMENT ON COLUMN users.session_key IS 'The newest WeChat session_key, sealed. Secret: never leaves the service. Opens the encrypted phone and user info payloads; used by CheckSession.';
@@ -124,10 +128,10 @@ CREATE TABLE phone_history (
 );
 CREATE INDEX phone_history_user ON phone_history (user_id, replaced_at);
 
-COMMENT ON TABLE phone_history IS 'Numbers a user had before the current one, for audit (who had which number when). wxauth does not delete these rows.';
+COMMENT ON TABLE phone_history IS 'Numbers a user had before the current one, for audit (who had which number when). UnbindPhone (or deleting the user) erases all of the user''s rows.';
 COMMENT ON COLUMN phone_history.user_id IS 'Whose number it was.';
-COMMENT ON COLUMN phone_history.phone_number IS 'Personal data: a phone number the user had; kept for audit.';
-COMMENT ON COLUMN phone_history.country_code IS 'Personal data: its country calling code.';
+COMMENT ON COLUMN phone_history.phone_number IS 'Personal data, sealed for the user (like users.phone_number, from where a bind moves it in SQL): a phone number the user had; kept for audit.';
+COMMENT ON COLUMN phone_history.country_code IS 'Personal data, sealed: its country calling code.';
 COMMENT ON COLUMN phone_history.replaced_at IS 'When a different number replaced it (unix ms).';
 
 -- Phone codes (getPhoneNumber's e.detail.code). They are single use and
@@ -155,9 +159,9 @@ COMMENT ON TABLE phone_codes IS 'Phone codes being exchanged (pending) or exchan
 COMMENT ON COLUMN phone_codes.code_hash IS 'Keyed hash of the code (server key); never the code itself.';
 COMMENT ON COLUMN phone_codes.user_id IS 'The claimant while pending; the user the code was bound for once done.';
 COMMENT ON COLUMN phone_codes.state IS 'pending: a request is asking WeChat; done: the answer is in the phone columns.';
-COMMENT ON COLUMN phone_codes.phone_number IS 'Personal data: WeChat''s answer, kept for the 5 minutes so that a retry gets the same answer without a second billed call.';
-COMMENT ON COLUMN phone_codes.pure_phone_number IS 'Personal data: WeChat''s answer, the number without country code.';
-COMMENT ON COLUMN phone_codes.country_code IS 'Personal data: WeChat''s answer, the country calling code.';
+COMMENT ON COLUMN phone_codes.phone_number IS 'Personal data, sealed for this row: WeChat''s answer, kept for the 5 minutes so that a retry gets the same answer without a second billed call. UnbindPhone erases the answered rows of the user.';
+COMMENT ON COLUMN phone_codes.pure_phone_number IS 'Personal data, sealed: WeChat''s answer, the number without country code.';
+COMMENT ON COLUMN phone_codes.country_code IS 'Personal data, sealed: WeChat''s answer, the country calling code.';
 COMMENT ON COLUMN phone_codes.watermark_timestamp IS 'Personal data: when the user authorised the lookup, in unix SECONDS (WeChat''s watermark).';
 COMMENT ON COLUMN phone_codes.claimed_at IS 'Lease start of the claimant (unix ms); an abandoned pending claim is taken over.';
 COMMENT ON COLUMN phone_codes.created_at IS 'First claim or answer (unix ms); purged a code lifetime later.';

@@ -7,11 +7,12 @@
 -- Conventions: times are unix milliseconds (INTEGER) unless a column says
 -- otherwise. Codes (wx.login and phone codes) are stored only
 -- as keyed hashes (HMAC under the server key), never in the clear.
--- Secrets (session_keys, access tokens) are stored only sealed:
--- `v1.<key id>.<base64url(nonce, ciphertext, tag)>`, AES-256-GCM under a key
--- derived from the server key, which is never in the database, and bound to
--- their table, column and row (src/crypto/seal.rs), so SQL can store, move
--- and compare them but never read them.
+-- Secrets (session_keys, access tokens) and phone numbers are stored only
+-- sealed: `v1.<key id>.<base64url(nonce, ciphertext, tag)>`, AES-256-GCM
+-- under a key derived from the server key, which is never in the database,
+-- and bound to their table, column and row (src/domain/crypto/seal.rs), so
+-- SQL can store, move and compare them but never read them. Phone numbers
+-- are found by a blind index instead (users.phone_index).
 --
 -- Personal data is marked "Personal data:" below, with why it is kept.
 
@@ -27,12 +28,20 @@ CREATE TABLE users (
     -- when WeChat sends one (kept when a later login omits it). Lets a
     -- company find one person's users in all its mini programs (FindUsers).
     unionid          TEXT,
-    -- Personal data: the bound phone number and its country calling code,
-    -- as WeChat verified them (BindPhone). Binding them is what the caller
-    -- asked for; VerifyToken returns them. A new number moves the old one
-    -- to phone_history.
+    -- Personal data, sealed: the bound phone number and its country calling
+    -- code, as WeChat verified them (BindPhone). Binding them is what the
+    -- caller asked for; VerifyToken returns them. A new number moves the old
+    -- one to phone_history; UnbindPhone (or deleting the user) erases them.
     phone_number     TEXT,
     country_code     TEXT,
+    -- Personal data (derived): the blind index of phone_number, a keyed MAC
+    -- (HMAC-SHA256 under a key derived from the server key, hex) of the
+    -- number, so FindUsers can find a number without anyone reading the
+    -- column. Written under the current server key at each bind; lookups
+    -- also try every previous key, so a rotation keeps finding the numbers
+    -- bound before it. Equal numbers have equal indexes: it shows which
+    -- users share a number, never the number. Erased with the number.
+    phone_index      TEXT,
     -- Personal data: nickname and avatar URL from getUserInfo data whose
     -- signature checked out, returned by VerifyToken.
     nickname         TEXT,
@@ -58,6 +67,7 @@ CREATE TABLE users (
     CONSTRAINT users_app_openid UNIQUE (app_id, openid)
 );
 CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
+CREATE INDEX users_phone_index ON users (phone_index) WHERE phone_index IS NOT NULL;
 
 -- 3rd_session tokens. `id` is the random half of the token; the token's
 -- MAC needs the server key, which is not in the database, so nothing here
@@ -123,9 +133,10 @@ CREATE INDEX code_exchanges_created ON code_exchanges (created_at);
 CREATE TABLE phone_history (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id      TEXT NOT NULL REFERENCES users (user_id),
-    -- Personal data: a phone number the user had, and its country calling
-    -- code; kept for audit (who had which number when). wxauth does not
-    -- delete these rows.
+    -- Personal data, sealed (bound to the user, like users.phone_number,
+    -- from where a bind moves it in SQL): a phone number the user had, and
+    -- its country calling code; kept for audit (who had which number when).
+    -- UnbindPhone (or deleting the user) erases all of the user's rows.
     phone_number TEXT NOT NULL,
     country_code TEXT,
     replaced_at  INTEGER NOT NULL
@@ -146,9 +157,10 @@ CREATE TABLE phone_codes (
     -- pending: a request is asking WeChat; done: the answer is below.
     state               TEXT NOT NULL CHECK (state IN ('pending', 'done')),
     -- Personal data: WeChat's answer (the number with and without country
-    -- code, the country code, and when the user authorised it, in unix
-    -- SECONDS as WeChat's watermark gives it), kept for the 5 minutes so
-    -- that a retry gets the same answer without a second billed call.
+    -- code, the country code, each sealed for this row, and when the user
+    -- authorised it, in unix SECONDS as WeChat's watermark gives it), kept
+    -- for the 5 minutes so that a retry gets the same answer without a
+    -- second billed call. UnbindPhone erases the answered rows of the user.
     phone_number        TEXT,
     pure_phone_number   TEXT,
     country_code        TEXT,

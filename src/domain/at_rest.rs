@@ -1,6 +1,10 @@
-//! Secrets at rest: where the domain, which needs session_keys and WeChat
-//! access tokens in the clear, meets the store, which only ever sees them
-//! sealed (AES-256-GCM, see [`crate::domain::crypto::Sealed`]).
+//! Secrets and phone numbers at rest: where the domain, which needs
+//! session_keys, WeChat access tokens and phone numbers in the clear, meets
+//! the store, which only ever sees them sealed (AES-256-GCM, see
+//! [`crate::domain::crypto::Sealed`]). Phone numbers are personal data
+//! rather than secrets, but a stolen database or backup should not be a
+//! list of them: users' numbers, their history and remembered phone codes
+//! are sealed too, and found by a blind index (a keyed MAC) instead.
 //!
 //! Sealing happens here, at the boundary, rather than inside the store: the
 //! store stays SQL only and never holds a key, crypto stays pure functions,
@@ -14,15 +18,22 @@
 //!   keys (`--previous-server-keys`) open what they sealed meanwhile. The
 //!   session_key MAC is keyed by the current server key, so the first login
 //!   after a rotation looks like a new session_key to the upsert: the
-//!   "previous" key it keeps is the same key, which is harmless.
+//!   "previous" key it keeps is the same key, which is harmless. A phone
+//!   number is re-sealed, and its blind index rewritten under the current
+//!   key, when it is next bound; until then lookups also compute the index
+//!   under every previous key, and the previous key opens it.
 //! - **Failing closed.** A value that does not open (a server key no longer
 //!   configured, an altered or moved ciphertext) counts as absent: a phone
 //!   payload gets SESSION_KEY_STALE, CheckSession asks for a new session_key,
-//!   an access token is fetched anew. It is logged, without the value.
-use crate::domain::crypto::{OpenError, ServerKeys, Slot};
+//!   an access token is fetched anew, a phone number counts as not bound
+//!   (PHONE_REQUIRED where the app requires one). It is logged, without the
+//!   value.
+use crate::domain::crypto::{OpenError, PhoneCodeField, Sealed, ServerKeys, Slot};
 use crate::domain::error::{Error, Result};
+use crate::domain::input::PhoneNumber;
 use crate::domain::model::{
-    SealedAccessToken, SealedExchange, SealedSessionKeys, SessionKeys, StoredAccessToken, User, WechatSession,
+    Phone, PhoneBinding, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys, SessionKeys,
+    StoredAccessToken, User, WechatSession,
 };
 use crate::domain::secret::Secret;
 
@@ -80,9 +91,9 @@ pub(crate) fn open_claim(
 }
 
 /// A user's session_keys; SESSION_KEY_STALE if the current one does not open.
-pub(crate) fn open_session_keys(
+pub(crate) fn open_session_keys<P>(
     keys: &ServerKeys,
-    user: &User,
+    user: &User<P>,
     sealed: SealedSessionKeys,
 ) -> Result<SessionKeys> {
     let slot = Slot::UserSessionKey {
@@ -128,6 +139,108 @@ pub(crate) fn open_access_token(
         token,
         expires_at: sealed.expires_at,
         fetch_id: sealed.fetch_id.clone(),
+    })
+}
+
+/// A phone sealed for a user's row (`users`, and `phone_history` when a
+/// later number replaces it), with its blind index.
+pub(crate) fn seal_phone(keys: &ServerKeys, user_id: &str, phone: &Phone) -> SealedPhone {
+    SealedPhone {
+        phone_number: keys.seal(Slot::UserPhoneNumber { user_id }, &phone.phone_number),
+        country_code: keys.seal(Slot::UserCountryCode { user_id }, &phone.country_code),
+        index: keys.phone_index(&phone.phone_number),
+        indexes: keys.phone_indexes(&phone.phone_number),
+    }
+}
+
+/// The blind indexes a number may be stored under (current and previous
+/// server keys), for a lookup.
+pub(crate) fn phone_lookup(keys: &ServerKeys, number: &PhoneNumber) -> Vec<String> {
+    keys.phone_indexes(number.expose())
+}
+
+/// A user as the flows see it, the phone opened. A number that does not
+/// open counts as not bound (and its country code with it).
+pub(crate) fn open_user(keys: &ServerKeys, user: User<Sealed>) -> User {
+    let (phone_number, country_code) = match &user.phone_number {
+        Some(number) => open_phone_history(keys, &user.user_id, number, user.country_code.as_ref())
+            .map_or((None, None), |(n, c)| (Some(n), c)),
+        None => (None, None),
+    };
+    User {
+        user_id: user.user_id,
+        app_id: user.app_id,
+        openid: user.openid,
+        unionid: user.unionid,
+        phone_number,
+        country_code,
+        created_at: user.created_at,
+        nickname: user.nickname,
+        avatar_url: user.avatar_url,
+    }
+}
+
+/// A number of a user and its country code, from `users` or one
+/// `phone_history` row (both are sealed for the user); None if the number
+/// does not open. ExportUser reads the history through this.
+pub fn open_phone_history(
+    keys: &ServerKeys,
+    user_id: &str,
+    phone_number: &Sealed,
+    country_code: Option<&Sealed>,
+) -> Option<(String, Option<String>)> {
+    let number = opened(
+        "users.phone_number",
+        keys.open(Slot::UserPhoneNumber { user_id }, phone_number),
+    )?;
+    let country_code = country_code.and_then(|c| {
+        opened(
+            "users.country_code",
+            keys.open(Slot::UserCountryCode { user_id }, c),
+        )
+    });
+    Some((number.expose().clone(), country_code.map(|c| c.expose().clone())))
+}
+
+/// A bind's outcome, opened: the user and the number it replaced.
+pub(crate) fn open_binding(keys: &ServerKeys, binding: PhoneBinding<Sealed>) -> PhoneBinding {
+    let user_id = binding.user.user_id.clone();
+    let previous = binding
+        .previous
+        .and_then(|p| open_phone_history(keys, &user_id, &p, None))
+        .map(|(number, _)| number);
+    PhoneBinding {
+        user: open_user(keys, binding.user),
+        previous,
+        changed: binding.changed,
+    }
+}
+
+/// A phone code's answer sealed for its `phone_codes` row.
+pub(crate) fn seal_phone_code(keys: &ServerKeys, code_hash: &str, phone: &Phone) -> Phone<Sealed> {
+    let seal = |field, plain: &str| keys.seal(Slot::PhoneCode { code_hash, field }, plain);
+    Phone {
+        phone_number: seal(PhoneCodeField::PhoneNumber, &phone.phone_number),
+        pure_phone_number: seal(PhoneCodeField::PurePhoneNumber, &phone.pure_phone_number),
+        country_code: seal(PhoneCodeField::CountryCode, &phone.country_code),
+        authorised_at: phone.authorised_at,
+    }
+}
+
+/// A remembered phone code's answer, or None if it does not open.
+pub(crate) fn open_phone_code(keys: &ServerKeys, code_hash: &str, phone: &Phone<Sealed>) -> Option<Phone> {
+    let open = |field, sealed: &Sealed| {
+        opened(
+            "phone_codes.phone_number",
+            keys.open(Slot::PhoneCode { code_hash, field }, sealed),
+        )
+        .map(|s| s.expose().clone())
+    };
+    Some(Phone {
+        phone_number: open(PhoneCodeField::PhoneNumber, &phone.phone_number)?,
+        pure_phone_number: open(PhoneCodeField::PurePhoneNumber, &phone.pure_phone_number)?,
+        country_code: open(PhoneCodeField::CountryCode, &phone.country_code)?,
+        authorised_at: phone.authorised_at,
     })
 }
 

@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 use crate::domain::secret::Secret;
 
 mod seal;
-pub use seal::{OpenError, Sealed, Slot};
+pub use seal::{OpenError, PhoneCodeField, Sealed, Slot};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -81,6 +81,8 @@ struct KeySet {
     code_hash: HmacSha256,
     seal: Secret<[u8; 32]>,
     secret_mac: Secret<[u8; 32]>,
+    /// Keys the blind index of phone numbers ([`ServerKeys::phone_index`]).
+    phone_index: HmacSha256,
 }
 
 impl KeySet {
@@ -92,6 +94,7 @@ impl KeySet {
             code_hash: keyed(&hmac_sha256(server_key, b"wxauth/v1/code-hash")),
             seal: key(b"wxauth/v1/seal"),
             secret_mac: key(b"wxauth/v1/secret-mac"),
+            phone_index: keyed(&hmac_sha256(server_key, b"wxauth/v1/phone-index")),
         }
     }
 
@@ -182,6 +185,37 @@ impl ServerKeys {
         }
         hex::encode(mac.finalize().into_bytes())
     }
+}
+
+/// Phone numbers are stored sealed (random nonces: two seals of one number
+/// differ), so equal numbers are found by a blind index: a keyed MAC of the
+/// number under a key derived from the server key. Without the server key
+/// the index cannot be computed for a guessed number, so the database alone
+/// does not let anyone test the (small) space of phone numbers; it does
+/// show which rows hold the same number, which lookups need.
+impl ServerKeys {
+    /// The blind index of a phone number under the current server key: what
+    /// a bind writes.
+    pub fn phone_index(&self, number: &str) -> String {
+        phone_index(&self.current, number)
+    }
+
+    /// The blind index of a phone number under the current and every
+    /// previous server key: what lookups match, so that a number bound
+    /// before a rotation is still found (its row keeps the old index until
+    /// it is bound again).
+    pub fn phone_indexes(&self, number: &str) -> Vec<String> {
+        std::iter::once(&*self.current)
+            .chain(self.previous.iter())
+            .map(|keys| phone_index(keys, number))
+            .collect()
+    }
+}
+
+fn phone_index(keys: &KeySet, number: &str) -> String {
+    let mut mac = keys.phone_index.clone();
+    mac.update(number.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// An HMAC-SHA256 keyed with `key` (the derived key is dropped by the caller;
@@ -318,6 +352,20 @@ pub(crate) mod tests {
         assert_ne!(h, k.code_hash("login", "wxap", "pabc"));
         assert_ne!(h, k.code_hash("phone", "wxapp", "abc"));
         assert_ne!(h, ServerKeys::derive(b"x").code_hash("login", "wxapp", "abc"));
+    }
+
+    #[test]
+    fn the_phone_index_is_keyed_and_lookups_cover_previous_keys() {
+        let old = keys();
+        let index = old.phone_index("13580006666");
+        assert_eq!(index, old.phone_index("13580006666"));
+        assert_ne!(index, old.phone_index("13580006667"));
+        assert!(!index.contains("13580006666"));
+        let rotated = ServerKeys::derive(b"another key entirely, 32 bytes!!")
+            .with_previous(&[b"0123456789abcdef0123456789abcdef".to_vec()]);
+        let new = rotated.phone_index("13580006666");
+        assert_ne!(new, index, "binds write under the current key");
+        assert_eq!(rotated.phone_indexes("13580006666"), [new, index]);
     }
 
     // Official vector V1 (wechat-api.md §8).

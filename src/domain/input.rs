@@ -66,6 +66,29 @@ impl AppId {
     }
 }
 
+/// A phone number to look users up by (FindUsers): normalised by
+/// [`validation::phone_number`] (spaces and dashes removed, an optional
+/// leading `+`, 4 to 15 digits), so it compares exactly with the numbers
+/// WeChat gave. Personal data: its `Debug` is redacted.
+#[derive(Clone)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(field: &'static str, number: String) -> Result<Self> {
+        validation::phone_number(field, &number).map(Self)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PhoneNumber([redacted])")
+    }
+}
+
 impl fmt::Debug for AppId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
@@ -98,6 +121,17 @@ mod tests {
             "code: only letters, digits, '-' and '_' are allowed"
         );
         assert!(Code::parse("code", "a".repeat(validation::CODE_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn a_phone_number_is_normalised_and_never_printed() {
+        let number = PhoneNumber::parse("phone_number", "+1 202-555-0123".into()).unwrap();
+        assert_eq!(number.expose(), "+12025550123");
+        assert_eq!(format!("{number:?}"), "PhoneNumber([redacted])");
+        assert_eq!(
+            reason(PhoneNumber::parse("phone_number", String::new())),
+            "phone_number: required"
+        );
     }
 
     #[test]

@@ -7,15 +7,17 @@ use crate::domain::secret::Secret;
 /// A wx.login code lives 5 minutes; so does wxauth's memory of it.
 pub const CODE_TTL_MS: i64 = 5 * 60 * 1000;
 
-/// A user of one mini program.
+/// A user of one mini program. The flows see the phone in the clear
+/// (`User`); the store takes and returns it sealed (`User<Sealed>`, see
+/// [`crate::domain::at_rest`]), so no phone number reaches SQL in the clear.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct User {
+pub struct User<P = String> {
     pub user_id: String,
     pub app_id: String,
     pub openid: String,
     pub unionid: Option<String>,
-    pub phone_number: Option<String>,
-    pub country_code: Option<String>,
+    pub phone_number: Option<P>,
+    pub country_code: Option<P>,
     pub created_at: i64,
     pub nickname: Option<String>,
     pub avatar_url: Option<String>,
@@ -33,23 +35,38 @@ pub struct Profile {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnixSeconds(pub i64);
 
-/// A phone number WeChat vouched for.
+/// A phone number WeChat vouched for; `Phone<Sealed>` as a remembered
+/// phone code keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Phone {
+pub struct Phone<P = String> {
     /// With the country code for non-Chinese numbers, as WeChat gives it.
-    pub phone_number: String,
-    pub pure_phone_number: String,
-    pub country_code: String,
+    pub phone_number: P,
+    pub pure_phone_number: P,
+    pub country_code: P,
     /// Unix seconds when the user authorised it (the watermark).
     pub authorised_at: UnixSeconds,
 }
 
-/// The outcome of binding a phone.
+/// The outcome of binding a phone (`PhoneBinding<Sealed>` from the store).
 #[derive(Clone, Debug)]
-pub struct PhoneBinding {
-    pub user: User,
-    pub previous: Option<String>,
+pub struct PhoneBinding<P = String> {
+    pub user: User<P>,
+    pub previous: Option<P>,
     pub changed: bool,
+}
+
+/// A phone to bind to a user, as the store takes it: sealed for the user's
+/// row, with its blind index (a keyed MAC, see
+/// [`crate::domain::crypto::ServerKeys::phone_index`]) under the current
+/// server key, and its index under every configured key, by which the store
+/// tells the number already bound from a new one (two seals never compare
+/// equal, and a number bound before a rotation has an older index).
+#[derive(Clone, Debug)]
+pub struct SealedPhone {
+    pub phone_number: Sealed,
+    pub country_code: Sealed,
+    pub index: String,
+    pub indexes: Vec<String>,
 }
 
 /// The session_keys wxauth holds for a user: the current one and, for a

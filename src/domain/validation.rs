@@ -28,6 +28,14 @@ pub const SIGNATURE_LEN: usize = 40;
 pub const APP_ID_MAX: usize = 64;
 /// FindUsers' `unionid` and `user_id` (both 28 characters in practice).
 pub const USER_KEY_MAX: usize = 64;
+/// FindUsers' `phone_number` as sent, before spaces and dashes are removed.
+pub const PHONE_NUMBER_MAX: usize = 64;
+/// E.164: at most 15 digits, country code included.
+const PHONE_DIGITS_MAX: usize = 15;
+/// Shorter than this is no subscriber number anywhere.
+const PHONE_DIGITS_MIN: usize = 4;
+/// ITU country codes are 1 to 3 digits; 4 leaves room for WeChat's notation.
+const COUNTRY_CODE_DIGITS_MAX: usize = 4;
 
 /// A wx.login or phone code: required, short, and URL-safe (it goes into
 /// a WeChat query string, so `&secret=` must not get through).
@@ -70,6 +78,46 @@ pub fn user_key(field: &'static str, value: &str) -> Result<()> {
         return Err(Error::invalid(field, "required"));
     }
     max_len(field, value, USER_KEY_MAX)
+}
+
+/// What a phone number can be, as WeChat gives it (`phoneNumber`) and as
+/// FindUsers looks it up: an optional leading `+`, then 4 to 15 ASCII
+/// digits. No spaces, markup or control characters.
+pub fn is_phone_number(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    digits_within(digits, PHONE_DIGITS_MIN, PHONE_DIGITS_MAX)
+}
+
+/// WeChat's `purePhoneNumber`: 4 to 15 digits, no `+`.
+pub fn is_pure_phone_number(number: &str) -> bool {
+    digits_within(number, PHONE_DIGITS_MIN, PHONE_DIGITS_MAX)
+}
+
+/// WeChat's `countryCode`: 1 to 4 digits, no `+`.
+pub fn is_country_code(code: &str) -> bool {
+    digits_within(code, 1, COUNTRY_CODE_DIGITS_MAX)
+}
+
+fn digits_within(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// FindUsers' `phone_number`: spaces and dashes (as people write numbers)
+/// are removed, then it must be [`is_phone_number`]. The error never
+/// repeats the value: it is personal data.
+pub fn phone_number(field: &'static str, number: &str) -> Result<String> {
+    if number.is_empty() {
+        return Err(Error::invalid(field, "required"));
+    }
+    max_len(field, number, PHONE_NUMBER_MAX)?;
+    let normalised: String = number.chars().filter(|c| *c != ' ' && *c != '-').collect();
+    if !is_phone_number(&normalised) {
+        return Err(Error::invalid(
+            field,
+            "must be a phone number: an optional leading '+' and 4 to 15 digits (spaces and dashes are ignored)",
+        ));
+    }
+    Ok(normalised)
 }
 
 /// getUserInfo's rawData.
@@ -180,6 +228,30 @@ mod tests {
         assert!(session_token("session_token", "").is_ok());
         assert!(session_token("session_token", &"x".repeat(SESSION_TOKEN_MAX)).is_ok());
         assert!(session_token("session_token", &"x".repeat(SESSION_TOKEN_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn a_phone_number_to_look_up_loses_spaces_and_dashes_and_keeps_its_plus() {
+        assert_eq!(phone_number("p", "13580006666").unwrap(), "13580006666");
+        assert_eq!(phone_number("p", "135 8000-6666").unwrap(), "13580006666");
+        assert_eq!(phone_number("p", "+1 202-555-0123").unwrap(), "+12025550123");
+        for refused in [
+            "",
+            "+",
+            "1-2-3",
+            "++12025550123",
+            "1202+5550123",
+            "135\t80006666",
+            "١٣٥٨٠٠٠٦٦٦٦",
+        ] {
+            assert_eq!(field_of(phone_number("p", refused)), "p", "{refused:?}");
+        }
+        assert!(phone_number("p", &"1".repeat(16)).is_err());
+        assert!(phone_number("p", &" ".repeat(PHONE_NUMBER_MAX + 1)).is_err());
+        let Err(Error::InvalidArgument { description, .. }) = phone_number("p", "13580006666x") else {
+            panic!("refused")
+        };
+        assert!(!description.contains("1358"), "the number is not repeated");
     }
 
     #[test]

@@ -169,10 +169,14 @@ impl AuthService for AuthApi {
 
     async fn unbind_phone(
         &self,
-        _request: Request<pb::UnbindPhoneRequest>,
+        request: Request<pb::UnbindPhoneRequest>,
     ) -> Result<Response<pb::UnbindPhoneResponse>, Status> {
         observe("UnbindPhone", async move {
-            Err(Error::internal(anyhow::anyhow!("UnbindPhone: not built yet")).into())
+            let token = requests::session_token(request.into_inner().session_token)?;
+            let user = self.wxauth.unbind_phone(&token).await?;
+            Ok(Response::new(pb::UnbindPhoneResponse {
+                user: Some(user_to_proto(user)),
+            }))
         })
         .await
     }

@@ -128,10 +128,14 @@ pub fn request(input: &[u8]) {
         3 => token_request::<pb::RevokeTokenRequest>(bytes, |r| r.session_token),
         4 => {
             if let Some(key) = decoded(bytes).and_then(|r| requests::find_users(r).ok()) {
-                let value = match key {
-                    crate::users::UserKey::Unionid(v) | crate::users::UserKey::UserId(v) => v,
-                };
-                assert!(!value.is_empty() && value.len() <= limits::USER_KEY_MAX);
+                match key {
+                    crate::users::UserKey::Unionid(v) | crate::users::UserKey::UserId(v) => {
+                        assert!(!v.is_empty() && v.len() <= limits::USER_KEY_MAX);
+                    }
+                    crate::users::UserKey::PhoneNumber(number) => {
+                        assert!(limits::is_phone_number(number.expose()));
+                    }
+                }
             }
         }
         _ => {

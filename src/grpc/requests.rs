@@ -4,7 +4,7 @@
 //! its path in the message.
 use super::pb;
 use crate::domain::error::{Error, Result};
-use crate::domain::input::{AppId, Code, SessionToken};
+use crate::domain::input::{AppId, Code, PhoneNumber, SessionToken};
 use crate::domain::validation::{self, CipherFields};
 use crate::login::user_info::UserInfoInput;
 use crate::login::ExchangeOptions;
@@ -100,8 +100,8 @@ pub fn verify_token(req: pb::VerifyTokenRequest) -> Result<Verify> {
     })
 }
 
-/// The `session_token` of VerifyToken, CheckSession, RevokeToken and
-/// BindPhone: only its hard cap (see [`validation::session_token`]).
+/// The `session_token` of VerifyToken, CheckSession, RevokeToken,
+/// BindPhone and UnbindPhone: only its hard cap (see [`validation::session_token`]).
 pub fn session_token(token: String) -> Result<SessionToken> {
     SessionToken::parse("session_token", token)
 }
@@ -117,7 +117,9 @@ pub fn find_users(req: pb::FindUsersRequest) -> Result<UserKey> {
             validation::user_key("user_id", &id)?;
             Ok(UserKey::UserId(id))
         }
-        Some(Key::PhoneNumber(_)) => Err(Error::invalid("phone_number", "not built yet")),
+        Some(Key::PhoneNumber(number)) => {
+            Ok(UserKey::PhoneNumber(PhoneNumber::parse("phone_number", number)?))
+        }
         None => Err(Error::invalid(
             "key",
             "unionid, user_id or phone_number is required",

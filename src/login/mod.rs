@@ -11,7 +11,7 @@ pub mod user_info;
 use std::sync::Arc;
 
 use crate::domain::apps::App;
-use crate::domain::at_rest::{open_claim, open_session_keys, seal_for_claim, seal_for_user};
+use crate::domain::at_rest::{open_claim, open_session_keys, open_user, seal_for_claim, seal_for_user};
 use crate::domain::clock::Clock;
 use crate::domain::crypto::{random_bytes, ServerKeys, SessionId};
 use crate::domain::error::{Error, Result};
@@ -244,7 +244,7 @@ impl Logins {
         Ok(LoginOutcome {
             token: self.keys.mint_token(record.session.id),
             session: record.session,
-            user: record.user,
+            user: open_user(&self.keys, record.user),
             created: record.created,
         })
     }
@@ -259,7 +259,8 @@ impl Logins {
         created: bool,
         options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
-        let (session, mut user) = self.store.session(id).await?.ok_or(Error::CodeUsed)?;
+        let (session, user) = self.store.session(id).await?.ok_or(Error::CodeUsed)?;
+        let mut user = open_user(&self.keys, user);
         // The code's app is the session's: the code hash binds it.
         if session.check_active(self.clock.now_ms(), &app.policy).is_err() {
             return Err(Error::CodeUsed);
@@ -268,10 +269,11 @@ impl Logins {
             let sealed = self.store.session_keys(&user.user_id).await?;
             let keys = open_session_keys(&self.keys, &user, sealed)?;
             let profile = info.verify(&user.app_id, &user.openid, keys.current.expose())?;
-            user = self
+            let stored = self
                 .store
                 .set_profile(&user.user_id, &profile, self.clock.now_ms())
                 .await?;
+            user = open_user(&self.keys, stored);
             self.user_changes.user_changed(&user.user_id);
         }
         Ok(LoginOutcome {

@@ -3,39 +3,27 @@
 //! old (a replay) nor in the future. Pure functions of their inputs.
 use crate::domain::error::{Error, Result};
 use crate::domain::model::Phone;
+use crate::domain::validation::{is_country_code, is_phone_number, is_pure_phone_number};
 
 /// How far ahead of our clock a watermark may be: clocks of WeChat and of
 /// this host differ a little; more than this is not a real authorisation.
 pub const WATERMARK_MAX_SKEW_MS: i64 = 5 * 60 * 1000;
-/// E.164: at most 15 digits, country code included.
-const MAX_DIGITS: usize = 15;
-/// Shorter than this is no subscriber number anywhere.
-const MIN_DIGITS: usize = 4;
-/// ITU country codes are 1 to 3 digits; 4 leaves room for WeChat's notation.
-const MAX_COUNTRY_CODE_DIGITS: usize = 4;
 
 /// Accepts only what a phone number can be: digits with an optional
 /// leading `+` (`phone_number`), digits only (`pure_phone_number`), each
 /// 4 to 15 digits, and a country code of 1 to 4 digits. Anything else
 /// (markup, control characters, spaces, 3,000 digits, nothing at all) is
-/// [`Error::PhoneDataInvalid`], and nothing is bound.
+/// [`Error::PhoneDataInvalid`], and nothing is bound. The rules live in
+/// [`crate::domain::validation`], which FindUsers' phone_number shares.
 pub fn check_phone_number(phone: &Phone) -> Result<()> {
-    let full = phone
-        .phone_number
-        .strip_prefix('+')
-        .unwrap_or(&phone.phone_number);
-    let valid = digits_within(full, MIN_DIGITS, MAX_DIGITS)
-        && digits_within(&phone.pure_phone_number, MIN_DIGITS, MAX_DIGITS)
-        && digits_within(&phone.country_code, 1, MAX_COUNTRY_CODE_DIGITS);
+    let valid = is_phone_number(&phone.phone_number)
+        && is_pure_phone_number(&phone.pure_phone_number)
+        && is_country_code(&phone.country_code);
     if valid {
         Ok(())
     } else {
         Err(Error::PhoneDataInvalid)
     }
-}
-
-fn digits_within(s: &str, min: usize, max: usize) -> bool {
-    (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The watermark's time (unix seconds) against `now_ms`: more than

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::domain::apps::App;
+use crate::domain::at_rest::open_phone_code;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::Code;
 use crate::domain::model::{Phone, User};
@@ -79,7 +80,13 @@ impl Phones {
             })
             .await?;
         match claim {
-            PhoneClaim::Done(owner, phone) => Ok((owner, phone)),
+            PhoneClaim::Done(owner, sealed) => match open_phone_code(&self.keys, code_hash, &sealed) {
+                Some(phone) => Ok((owner, phone)),
+                // Sealed under a server key no longer configured: the code
+                // is spent at WeChat, and its answer is lost.
+                None if owner == user.user_id => Err(Error::PhoneCodeInvalid),
+                None => Err(Error::PhoneCodeUsed),
+            },
             PhoneClaim::Acquired => {
                 let looked_up = self.lookup_phone(app, user, code, code_hash).await;
                 if looked_up.is_err() {

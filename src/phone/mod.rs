@@ -1,8 +1,10 @@
-//! Binding a phone number: from the legacy encrypted getPhoneNumber payload
+//! Binding a phone number, and unbinding it ([`Phones::unbind`]). Binding
+//! takes the number from the legacy encrypted getPhoneNumber payload
 //! (decrypted with the user's session_key, falling back to the key it
 //! replaced within a grace window) or from a phone code exchanged with WeChat
 //! (single use and billed, so its answer is remembered). Whichever the
-//! source, the data must pass [`checks`] before anything is stored.
+//! source, the data must pass [`checks`] before anything is stored, and it
+//! is stored sealed, with a blind index ([`crate::domain::at_rest`]).
 //! [`Phones`] owns this flow's state; a BindPhone that first exchanges a
 //! login code is composed by the facade ([`crate::service::Wxauth`]).
 mod checks;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 
 use crate::access_token::AccessTokens;
 use crate::domain::apps::App;
-use crate::domain::at_rest::open_session_keys;
+use crate::domain::at_rest::{open_binding, open_session_keys, open_user, seal_phone, seal_phone_code};
 use crate::domain::clock::Clock;
 use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
@@ -107,15 +109,32 @@ impl Phones {
             PhoneSource::Encrypted { data, iv } => self.decrypt_phone(app, user, data, iv).await?,
             PhoneSource::Code(code) => self.phone_from_code(app, user, code).await?,
         };
+        let sealed = seal_phone(&self.keys, &user.user_id, &phone);
         let binding = self
             .store
-            .bind_phone(&user.user_id, &phone, self.clock.now_ms())
+            .bind_phone(&user.user_id, &sealed, self.clock.now_ms())
             .await?;
         self.user_changes.user_changed(&user.user_id);
+        let binding = open_binding(&self.keys, binding);
         if binding.changed {
             tracing::info!(user_id = %user.user_id, replaced = binding.previous.is_some(), "phone bound");
         }
         Ok(binding)
+    }
+
+    /// Withdraws the user's phone (UnbindPhone, and WeChat's revocation of
+    /// the phone authorisation): the number, its blind index, the user's
+    /// phone history and the phone codes remembered for the user are
+    /// erased. Cached copies of the user are dropped here and, through the
+    /// change feed, on every replica. Idempotent: without a phone it only
+    /// returns the user; None if there is no such user.
+    pub async fn unbind(&self, user_id: &str) -> Result<Option<User>> {
+        let Some(user) = self.store.unbind_phone(user_id, self.clock.now_ms()).await? else {
+            return Ok(None);
+        };
+        self.user_changes.user_changed(user_id);
+        tracing::info!(user_id = %user_id, "phone unbound");
+        Ok(Some(open_user(&self.keys, user)))
     }
 
     /// Tries the current session_key, then the one it replaced if that
@@ -164,8 +183,9 @@ impl Phones {
             authorised_at: UnixSeconds(info.watermark_timestamp),
         };
         self.check_phone(&phone)?;
+        let sealed = seal_phone_code(&self.keys, code_hash, &phone);
         self.store
-            .remember_phone_code(code_hash, &user.user_id, &phone, self.clock.now_ms())
+            .remember_phone_code(code_hash, &user.user_id, &sealed, self.clock.now_ms())
             .await?;
         Ok(phone)
     }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::domain::crypto::SessionId;
+use crate::domain::at_rest::open_user;
+use crate::domain::crypto::{ServerKeys, SessionId};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Session, User};
 use crate::store::Store;
@@ -31,12 +32,14 @@ pub struct SessionLoader {
 }
 
 impl SessionLoader {
-    /// The loader and its tasks (abort them to stop it).
-    pub fn start(store: Arc<dyn Store>) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+    /// The loader and its tasks (abort them to stop it). `keys` open the
+    /// users' phone numbers, once per cold lookup (the cache keeps them
+    /// opened).
+    pub fn start(store: Arc<dyn Store>, keys: ServerKeys) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let (requests, queue) = mpsc::channel(MAX_BATCH * LOADERS * 4);
         let queue = Arc::new(Mutex::new(queue));
         let tasks = (0..LOADERS)
-            .map(|_| tokio::spawn(run(store.clone(), queue.clone())))
+            .map(|_| tokio::spawn(run(store.clone(), keys.clone(), queue.clone())))
             .collect();
         (Self { requests }, tasks)
     }
@@ -50,7 +53,7 @@ impl SessionLoader {
     }
 }
 
-async fn run(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<(SessionId, Reply)>>>) {
+async fn run(store: Arc<dyn Store>, keys: ServerKeys, queue: Arc<Mutex<mpsc::Receiver<(SessionId, Reply)>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         {
@@ -60,11 +63,11 @@ async fn run(store: Arc<dyn Store>, queue: Arc<Mutex<mpsc::Receiver<(SessionId, 
                 return;
             }
         }
-        answer(&*store, &mut batch).await;
+        answer(&*store, &keys, &mut batch).await;
     }
 }
 
-async fn answer(store: &dyn Store, batch: &mut Vec<(SessionId, Reply)>) {
+async fn answer(store: &dyn Store, keys: &ServerKeys, batch: &mut Vec<(SessionId, Reply)>) {
     // A token verified twice at once is asked for once.
     let ids: Vec<SessionId> = batch
         .iter()
@@ -74,8 +77,10 @@ async fn answer(store: &dyn Store, batch: &mut Vec<(SessionId, Reply)>) {
         .collect();
     match store.sessions(&ids).await {
         Ok(found) => {
-            let found: HashMap<SessionId, (Session, User)> =
-                found.into_iter().map(|(s, u)| (s.id, (s, u))).collect();
+            let found: HashMap<SessionId, (Session, User)> = found
+                .into_iter()
+                .map(|(s, u)| (s.id, (s, open_user(keys, u))))
+                .collect();
             for (id, reply) in batch.drain(..) {
                 let _ = reply.send(Ok(found.get(&id).cloned()));
             }

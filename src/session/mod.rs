@@ -101,7 +101,7 @@ impl Sessions {
             cache.no_other_writers();
         }
         let last_seen = LastSeen::new(store.clone());
-        let (loader, loaders) = SessionLoader::start(store.clone());
+        let (loader, loaders) = SessionLoader::start(store.clone(), keys.clone());
         let tasks = feed
             .into_iter()
             .chain([tokio::spawn(last_seen.clone().run())])

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use crate::domain::crypto::SessionId;
+use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{
-    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, TokenPolicy,
-    User,
+    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys, Session,
+    TokenPolicy, User,
 };
 
 pub use postgres::PgStore;
@@ -121,8 +121,8 @@ pub enum PhoneClaim {
     Acquired,
     /// Another request is asking WeChat; wait and ask again.
     Pending,
-    /// Exchanged: the user it was bound for, and the phone.
-    Done(String, Phone),
+    /// Exchanged: the user it was bound for, and the phone (sealed).
+    Done(String, Phone<Sealed>),
 }
 
 /// Everything a login writes, in one transaction.
@@ -151,7 +151,7 @@ pub struct NewLogin<'a> {
 
 #[derive(Debug)]
 pub struct LoginRecord {
-    pub user: User,
+    pub user: User<Sealed>,
     pub session: Session,
     /// The user row was created by this login.
     pub created: bool,
@@ -190,11 +190,11 @@ pub trait Store: Send + Sync + 'static {
     async fn login(&self, login: NewLogin<'_>) -> Result<LoginRecord>;
 
     /// A session and its user.
-    async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>>;
+    async fn session(&self, id: SessionId) -> Result<Option<(Session, User<Sealed>)>>;
 
     /// Several sessions with their users, in one query (unknown ids are
     /// left out): concurrent cold VerifyTokens share one round trip.
-    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User)>>;
+    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User<Sealed>)>>;
 
     /// Records use of sessions, in one statement or transaction. Each
     /// session's last-seen time moves to `seen_at` only if it is before
@@ -213,20 +213,37 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_codes(&self, before: i64) -> Result<u64>;
 
     /// Users with a unionid, across apps, oldest first (at most 100).
-    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>>;
+    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User<Sealed>>>;
+
+    /// Users whose phone's blind index is one of `indexes` (one number's
+    /// index under each configured server key), across apps, oldest first
+    /// (at most 100).
+    async fn users_by_phone(&self, indexes: &[String]) -> Result<Vec<User<Sealed>>>;
 
     /// A user by id.
-    async fn user(&self, user_id: &str) -> Result<Option<User>>;
+    async fn user(&self, user_id: &str) -> Result<Option<User<Sealed>>>;
+
+    /// A user by WeChat's identity in one app (for WeChat's own pushes,
+    /// which name the user by openid; never for a caller's openid).
+    async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User<Sealed>>>;
 
     /// The session_keys held for a user.
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys>;
 
-    /// Binds a phone; a different number replaces the old one, which goes to
-    /// `phone_history` with the time of the change.
-    async fn bind_phone(&self, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding>;
+    /// Binds a phone; a different number (by blind index, see
+    /// [`SealedPhone`]) replaces the old one, which goes to `phone_history`
+    /// with the time of the change. The number is written either way,
+    /// re-sealed and indexed under the current server key.
+    async fn bind_phone(&self, user_id: &str, phone: &SealedPhone, now: i64) -> Result<PhoneBinding<Sealed>>;
+
+    /// Withdraws a user's phone, in one transaction: the number, its
+    /// country code and blind index, the user's whole `phone_history`, and
+    /// the answered phone codes remembered for the user. Returns the user
+    /// (None if unknown); unbinding without a phone changes nothing else.
+    async fn unbind_phone(&self, user_id: &str, now: i64) -> Result<Option<User<Sealed>>>;
 
     /// Stores verified profile data.
-    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User>;
+    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User<Sealed>>;
 
     /// Revokes one session; returns 1 if it was live, 0 if already revoked.
     async fn revoke_session(&self, id: SessionId, now: i64) -> Result<u64>;
@@ -235,7 +252,7 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64>;
 
     /// The remembered answer for a phone code: the user it was bound for and the phone.
-    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>>;
+    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone<Sealed>)>>;
 
     /// Claims a phone code for its billed WeChat exchange, or reports who
     /// holds it or what it was exchanged for. Pending claims older than
@@ -258,7 +275,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         code_hash: &str,
         user_id: &str,
-        phone: &Phone,
+        phone: &Phone<Sealed>,
         now: i64,
     ) -> Result<()>;
 

@@ -10,10 +10,11 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use super::rows::{SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{shared, ChangeSink, Claim, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store, Touch};
-use crate::domain::crypto::SessionId;
+use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::Result;
 use crate::domain::model::{
-    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
+    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys, Session,
+    User,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -152,11 +153,11 @@ impl Store for PgStore {
         })
     }
 
-    async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
+    async fn session(&self, id: SessionId) -> Result<Option<(Session, User<Sealed>)>> {
         shared::postgres::session(&self.pool, id).await
     }
 
-    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User)>> {
+    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User<Sealed>)>> {
         let ids: Vec<String> = ids.iter().map(|id| id.to_hex()).collect();
         let rows: Vec<SessionUserRow> = sqlx::query_as(&format!(
             "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
@@ -194,23 +195,35 @@ impl Store for PgStore {
         shared::postgres::purge_codes(&self.pool, before).await
     }
 
-    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>> {
+    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User<Sealed>>> {
         shared::postgres::users_by_unionid(&self.pool, unionid).await
     }
 
-    async fn user(&self, user_id: &str) -> Result<Option<User>> {
+    async fn users_by_phone(&self, indexes: &[String]) -> Result<Vec<User<Sealed>>> {
+        shared::postgres::users_by_phone(&self.pool, indexes).await
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<User<Sealed>>> {
         shared::postgres::user(&self.pool, user_id).await
+    }
+
+    async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User<Sealed>>> {
+        shared::postgres::user_by_openid(&self.pool, app_id, openid).await
     }
 
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::postgres::session_keys(&self.pool, user_id).await
     }
 
-    async fn bind_phone(&self, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding> {
+    async fn bind_phone(&self, user_id: &str, phone: &SealedPhone, now: i64) -> Result<PhoneBinding<Sealed>> {
         shared::postgres::bind_phone(&self.pool, user_id, phone, now).await
     }
 
-    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
+    async fn unbind_phone(&self, user_id: &str, now: i64) -> Result<Option<User<Sealed>>> {
+        shared::postgres::unbind_phone(&self.pool, user_id, now).await
+    }
+
+    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User<Sealed>> {
         shared::postgres::set_profile(&self.pool, user_id, profile, now).await
     }
 
@@ -222,7 +235,7 @@ impl Store for PgStore {
         shared::postgres::revoke_user_sessions(&self.pool, user_id, now).await
     }
 
-    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>> {
+    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone<Sealed>)>> {
         shared::postgres::phone_code(&self.pool, code_hash).await
     }
 
@@ -245,7 +258,7 @@ impl Store for PgStore {
         &self,
         code_hash: &str,
         user_id: &str,
-        phone: &Phone,
+        phone: &Phone<Sealed>,
         now: i64,
     ) -> Result<()> {
         shared::postgres::remember_phone_code(&self.pool, code_hash, user_id, phone, now).await

@@ -47,15 +47,15 @@ pub(super) struct UserRow {
     pub(super) avatar_url: Option<String>,
 }
 
-impl From<UserRow> for User {
+impl From<UserRow> for User<Sealed> {
     fn from(r: UserRow) -> Self {
         User {
             user_id: r.user_id,
             app_id: r.app_id,
             openid: r.openid,
             unionid: r.unionid,
-            phone_number: r.phone_number,
-            country_code: r.country_code,
+            phone_number: r.phone_number.map(Sealed::from_stored),
+            country_code: r.country_code.map(Sealed::from_stored),
             created_at: r.created_at,
             nickname: r.nickname,
             avatar_url: r.avatar_url,
@@ -107,14 +107,14 @@ pub(super) struct SessionUserRow {
 }
 
 impl SessionUserRow {
-    pub(super) fn into_domain(self) -> Result<(Session, User)> {
+    pub(super) fn into_domain(self) -> Result<(Session, User<Sealed>)> {
         let user = User {
             user_id: self.session.user_id.clone(),
             app_id: self.user_app_id,
             openid: self.openid,
             unionid: self.unionid,
-            phone_number: self.phone_number,
-            country_code: self.country_code,
+            phone_number: self.phone_number.map(Sealed::from_stored),
+            country_code: self.country_code.map(Sealed::from_stored),
             created_at: self.user_created_at,
             nickname: self.nickname,
             avatar_url: self.avatar_url,
@@ -186,11 +186,11 @@ pub(super) struct PhoneCodeRow {
 }
 
 impl PhoneCodeRow {
-    pub(super) fn into_domain(self) -> (String, Phone) {
+    pub(super) fn into_domain(self) -> (String, Phone<Sealed>) {
         let phone = Phone {
-            phone_number: self.phone_number,
-            pure_phone_number: self.pure_phone_number,
-            country_code: self.country_code,
+            phone_number: Sealed::from_stored(self.phone_number),
+            pure_phone_number: Sealed::from_stored(self.pure_phone_number),
+            country_code: Sealed::from_stored(self.country_code),
             authorised_at: UnixSeconds(self.watermark_timestamp),
         };
         (self.user_id, phone)
@@ -214,7 +214,9 @@ impl From<AccessTokenRow> for SealedAccessToken {
     }
 }
 
+/// A user's phone before a bind changes it.
 #[derive(FromRow)]
 pub(super) struct PhoneRow {
     pub(super) phone_number: Option<String>,
+    pub(super) phone_index: Option<String>,
 }

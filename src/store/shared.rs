@@ -9,10 +9,11 @@
 //! takes both, so that SQLite's read does not queue behind other writes.
 macro_rules! shared_statements {
     ($db:ty) => {
-        use crate::domain::crypto::SessionId;
+        use crate::domain::crypto::{Sealed, SessionId};
         use crate::domain::error::Result;
         use crate::domain::model::{
-            Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
+            Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys,
+            Session, User,
         };
         use crate::store::rows::{
             AccessTokenRow, ClaimRow, PhoneCodeRow, PhoneRow, SessionKeysRow, SessionUserRow, UserRow,
@@ -23,7 +24,7 @@ macro_rules! shared_statements {
         type Pool = sqlx::Pool<$db>;
 
         /// A session and its user, in one query (the cold path of VerifyToken).
-        pub async fn session(pool: &Pool, id: SessionId) -> Result<Option<(Session, User)>> {
+        pub async fn session(pool: &Pool, id: SessionId) -> Result<Option<(Session, User<Sealed>)>> {
             let row: Option<SessionUserRow> = sqlx::query_as(&format!(
                 "SELECT {SESSION_USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id
                  WHERE s.id = $1"
@@ -45,19 +46,29 @@ macro_rules! shared_statements {
             Ok(row.into())
         }
 
-        pub async fn bind_phone(pool: &Pool, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding> {
+        pub async fn bind_phone(
+            pool: &Pool,
+            user_id: &str,
+            phone: &SealedPhone,
+            now: i64,
+        ) -> Result<PhoneBinding<Sealed>> {
             let mut tx = pool.begin().await?;
             // A write first: it takes SQLite's write lock and PostgreSQL's row
             // lock, so concurrent binds of one user serialise and the history
             // misses no number. RETURNING yields the number before this call.
             let before: PhoneRow = sqlx::query_as(
-                "UPDATE users SET updated_at = $2 WHERE user_id = $1 RETURNING phone_number",
+                "UPDATE users SET updated_at = $2 WHERE user_id = $1 RETURNING phone_number, phone_index",
             )
             .bind(user_id)
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            let changed = before.phone_number.as_deref() != Some(phone.phone_number.as_str());
+            // Sealed numbers never compare equal: the blind index tells the
+            // same number, under whichever configured key it was written.
+            let changed = !before
+                .phone_index
+                .as_ref()
+                .is_some_and(|index| phone.indexes.contains(index));
             if changed {
                 sqlx::query(
                     "INSERT INTO phone_history (user_id, phone_number, country_code, replaced_at)
@@ -69,24 +80,53 @@ macro_rules! shared_statements {
                 .execute(&mut *tx)
                 .await?;
             }
+            // The same number is written again too: re-sealed, and indexed
+            // under the current server key.
             let user: UserRow = sqlx::query_as(&format!(
-                "UPDATE users SET phone_number = $2, country_code = $3 WHERE user_id = $1
+                "UPDATE users SET phone_number = $2, country_code = $3, phone_index = $4 WHERE user_id = $1
                  RETURNING {USER_COLUMNS}"
             ))
             .bind(user_id)
-            .bind(&phone.phone_number)
-            .bind(&phone.country_code)
+            .bind(phone.phone_number.as_str())
+            .bind(phone.country_code.as_str())
+            .bind(&phone.index)
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
             Ok(PhoneBinding {
                 user: user.into(),
-                previous: before.phone_number,
+                previous: before.phone_number.map(Sealed::from_stored),
                 changed,
             })
         }
 
-        pub async fn set_profile(pool: &Pool, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
+        /// See [`crate::store::Store::unbind_phone`].
+        pub async fn unbind_phone(pool: &Pool, user_id: &str, now: i64) -> Result<Option<User<Sealed>>> {
+            let mut tx = pool.begin().await?;
+            let user: Option<UserRow> = sqlx::query_as(&format!(
+                "UPDATE users SET phone_number = NULL, country_code = NULL, phone_index = NULL, updated_at = $2
+                 WHERE user_id = $1 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(user_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM phone_history WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            // Answered codes only: a pending claim holds no number, and
+            // deleting it would let a concurrent request spend the code at
+            // WeChat a second time.
+            sqlx::query("DELETE FROM phone_codes WHERE user_id = $1 AND state = 'done'")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(user.map(Into::into))
+        }
+
+        pub async fn set_profile(pool: &Pool, user_id: &str, profile: &Profile, now: i64) -> Result<User<Sealed>> {
             Ok(set_profile_row(pool, user_id, profile, now).await?.into())
         }
 
@@ -248,7 +288,7 @@ macro_rules! shared_statements {
             Ok(codes.rows_affected() + phones.rows_affected())
         }
 
-        pub async fn phone_code(pool: &Pool, code_hash: &str) -> Result<Option<(String, Phone)>> {
+        pub async fn phone_code(pool: &Pool, code_hash: &str) -> Result<Option<(String, Phone<Sealed>)>> {
             let row: Option<PhoneCodeRow> = sqlx::query_as(
                 "SELECT user_id, phone_number, pure_phone_number, country_code, watermark_timestamp
                  FROM phone_codes WHERE code_hash = $1 AND state = 'done'",
@@ -263,7 +303,7 @@ macro_rules! shared_statements {
             pool: &Pool,
             code_hash: &str,
             user_id: &str,
-            phone: &Phone,
+            phone: &Phone<Sealed>,
             now: i64,
         ) -> Result<()> {
             sqlx::query(
@@ -277,9 +317,9 @@ macro_rules! shared_statements {
             )
             .bind(code_hash)
             .bind(user_id)
-            .bind(&phone.phone_number)
-            .bind(&phone.pure_phone_number)
-            .bind(&phone.country_code)
+            .bind(phone.phone_number.as_str())
+            .bind(phone.pure_phone_number.as_str())
+            .bind(phone.country_code.as_str())
             .bind(phone.authorised_at.0)
             .bind(now)
             .execute(pool)
@@ -404,7 +444,7 @@ macro_rules! shared_statements {
             Ok(())
         }
 
-        pub async fn users_by_unionid(pool: &Pool, unionid: &str) -> Result<Vec<User>> {
+        pub async fn users_by_unionid(pool: &Pool, unionid: &str) -> Result<Vec<User<Sealed>>> {
             let rows: Vec<UserRow> = sqlx::query_as(&format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE unionid = $1 ORDER BY created_at, user_id LIMIT 100"
             ))
@@ -414,11 +454,39 @@ macro_rules! shared_statements {
             Ok(rows.into_iter().map(Into::into).collect())
         }
 
-        pub async fn user(pool: &Pool, user_id: &str) -> Result<Option<User>> {
+        /// See [`crate::store::Store::users_by_phone`].
+        pub async fn users_by_phone(pool: &Pool, indexes: &[String]) -> Result<Vec<User<Sealed>>> {
+            if indexes.is_empty() {
+                return Ok(Vec::new());
+            }
+            // One placeholder per configured server key: a handful.
+            let placeholders: Vec<String> = (1..=indexes.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE phone_index IN ({})
+                 ORDER BY created_at, user_id LIMIT 100",
+                placeholders.join(", ")
+            );
+            let query = indexes.iter().fold(sqlx::query_as(&sql), |q, index| q.bind(index));
+            let rows: Vec<UserRow> = query.fetch_all(pool).await?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        pub async fn user(pool: &Pool, user_id: &str) -> Result<Option<User<Sealed>>> {
             let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"))
                 .bind(user_id)
                 .fetch_optional(pool)
                 .await?;
+            Ok(row.map(Into::into))
+        }
+
+        pub async fn user_by_openid(pool: &Pool, app_id: &str, openid: &str) -> Result<Option<User<Sealed>>> {
+            let row: Option<UserRow> = sqlx::query_as(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE app_id = $1 AND openid = $2"
+            ))
+            .bind(app_id)
+            .bind(openid)
+            .fetch_optional(pool)
+            .await?;
             Ok(row.map(Into::into))
         }
 

@@ -20,10 +20,11 @@ use sqlx::{FromRow, Row, SqlitePool};
 use super::rows::UPSERT_USER;
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
 use super::{shared, ChangeSink, Claim, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store, Touch};
-use crate::domain::crypto::SessionId;
+use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::Result;
 use crate::domain::model::{
-    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, User,
+    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys, Session,
+    User,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -279,11 +280,11 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn session(&self, id: SessionId) -> Result<Option<(Session, User)>> {
+    async fn session(&self, id: SessionId) -> Result<Option<(Session, User<Sealed>)>> {
         shared::sqlite::session(&self.pool, id).await
     }
 
-    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User)>> {
+    async fn sessions(&self, ids: &[SessionId]) -> Result<Vec<(Session, User<Sealed>)>> {
         // One bound parameter whatever the count: the ids as a JSON array.
         let ids = serde_json::to_string(&ids.iter().map(|id| id.to_hex()).collect::<Vec<_>>())
             .map_err(crate::domain::error::Error::internal)?;
@@ -321,23 +322,35 @@ impl Store for SqliteStore {
         shared::sqlite::purge_codes(&self.writer, before).await
     }
 
-    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User>> {
+    async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User<Sealed>>> {
         shared::sqlite::users_by_unionid(&self.pool, unionid).await
     }
 
-    async fn user(&self, user_id: &str) -> Result<Option<User>> {
+    async fn users_by_phone(&self, indexes: &[String]) -> Result<Vec<User<Sealed>>> {
+        shared::sqlite::users_by_phone(&self.pool, indexes).await
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<User<Sealed>>> {
         shared::sqlite::user(&self.pool, user_id).await
+    }
+
+    async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User<Sealed>>> {
+        shared::sqlite::user_by_openid(&self.pool, app_id, openid).await
     }
 
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::sqlite::session_keys(&self.pool, user_id).await
     }
 
-    async fn bind_phone(&self, user_id: &str, phone: &Phone, now: i64) -> Result<PhoneBinding> {
+    async fn bind_phone(&self, user_id: &str, phone: &SealedPhone, now: i64) -> Result<PhoneBinding<Sealed>> {
         shared::sqlite::bind_phone(&self.writer, user_id, phone, now).await
     }
 
-    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User> {
+    async fn unbind_phone(&self, user_id: &str, now: i64) -> Result<Option<User<Sealed>>> {
+        shared::sqlite::unbind_phone(&self.writer, user_id, now).await
+    }
+
+    async fn set_profile(&self, user_id: &str, profile: &Profile, now: i64) -> Result<User<Sealed>> {
         shared::sqlite::set_profile(&self.writer, user_id, profile, now).await
     }
 
@@ -349,7 +362,7 @@ impl Store for SqliteStore {
         shared::sqlite::revoke_user_sessions(&self.writer, user_id, now).await
     }
 
-    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone)>> {
+    async fn phone_code(&self, code_hash: &str) -> Result<Option<(String, Phone<Sealed>)>> {
         shared::sqlite::phone_code(&self.pool, code_hash).await
     }
 
@@ -379,7 +392,7 @@ impl Store for SqliteStore {
         &self,
         code_hash: &str,
         user_id: &str,
-        phone: &Phone,
+        phone: &Phone<Sealed>,
         now: i64,
     ) -> Result<()> {
         shared::sqlite::remember_phone_code(&self.writer, code_hash, user_id, phone, now).await

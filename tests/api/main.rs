@@ -15,6 +15,7 @@ mod metrics;
 mod operability;
 mod outage;
 mod phone;
+mod phone_numbers;
 mod pki;
 mod process;
 mod replicas;

@@ -168,10 +168,16 @@ async fn a_new_number_replaces_the_old_one_and_the_old_one_goes_to_history() {
     let user_id = third.user.unwrap().user_id;
     let history = "SELECT COUNT(*) FROM phone_history WHERE user_id = $1";
     assert_eq!(app.count(history, &[&user_id]).await, 2);
-    let kept = "SELECT COUNT(*) FROM phone_history WHERE user_id = $1 AND phone_number = $2";
+    // Kept sealed: the plaintext is in no row, the server key opens them.
+    let plain = "SELECT COUNT(*) FROM phone_history WHERE user_id = $1 AND phone_number = $2";
     for old in ["13500000001", "13500000002"] {
-        assert_eq!(app.count(kept, &[&user_id, old]).await, 1, "{old} kept");
+        assert_eq!(app.count(plain, &[&user_id, old]).await, 0, "{old} sealed");
     }
+    assert_eq!(
+        app.phone_history(&user_id).await,
+        ["13500000001", "13500000002"],
+        "each old number kept"
+    );
 }
 
 async fn a_payload_for_another_app_is_rejected_like_any_undecryptable_payload() {

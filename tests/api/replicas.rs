@@ -55,6 +55,7 @@ api_tests!(
         a_token_revoked_on_one_replica_fails_on_the_other_within_a_second,
         revoking_all_sessions_on_one_replica_reaches_the_others_cache,
         a_phone_bound_on_one_replica_shows_on_the_other_within_a_second,
+        a_phone_unbound_on_one_replica_is_gone_from_the_other_within_a_second,
         a_replica_whose_change_feed_was_cut_still_honours_revocations,
     ],
 );
@@ -259,6 +260,38 @@ async fn a_phone_bound_on_one_replica_shows_on_the_other_within_a_second() {
             bound_at.elapsed() < BOUND,
             "the old user still served after {:?}",
             bound_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn a_phone_unbound_on_one_replica_is_gone_from_the_other_within_a_second() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    let login = a.sim.new_code().await;
+    let token = a.exchange(&login.code).await.unwrap().session_token;
+    let phone = a
+        .sim
+        .phone(json!({ "openid": login.openid, "phone_number": "13580006666" }))
+        .await;
+    a.bind_code(&token, &phone.phone_code).await.unwrap();
+    warm(&b, &token).await;
+    assert_eq!(
+        b.verify(&token).await.unwrap().user.unwrap().phone_number,
+        "13580006666",
+        "cached with the phone"
+    );
+    let unbound_at = Instant::now();
+    a.unbind(&token).await.unwrap();
+    loop {
+        let user = b.verify(&token).await.unwrap().user.unwrap();
+        if user.phone_number.is_empty() {
+            break;
+        }
+        assert!(
+            unbound_at.elapsed() < BOUND,
+            "the phone still served after {:?}",
+            unbound_at.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

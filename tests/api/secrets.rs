@@ -16,12 +16,14 @@ api_tests!(
         logs_of_unreachable_wechat_bad_json_and_phone_flows_hold_no_secret,
         the_database_file_holds_no_raw_token,
         a_database_dump_after_every_flow_holds_no_session_key_or_access_token,
+        a_database_dump_after_binding_phones_holds_no_phone_number,
     ],
     postgres: [
         logs_of_every_flow_hold_no_session_key_secret_code_or_token,
         logs_of_unreachable_wechat_bad_json_and_phone_flows_hold_no_secret,
         no_column_of_any_table_holds_a_raw_token,
         a_database_dump_after_every_flow_holds_no_session_key_or_access_token,
+        a_database_dump_after_binding_phones_holds_no_phone_number,
     ],
 );
 
@@ -275,6 +277,53 @@ async fn a_database_dump_after_every_flow_holds_no_session_key_or_access_token()
         !dump.contains(&hex::encode(&access_token)),
         "the access token is in the dump as hex"
     );
+}
+
+/// Phones bound by code (so a phone code's answer is remembered) and by
+/// payload, a number replaced (so it is in the history), a foreign number
+/// with its country code: the current numbers, the history and the phone
+/// codes all hold them, and the dump holds none of them.
+async fn a_database_dump_after_binding_phones_holds_no_phone_number() {
+    let app = TestApp::spawn().await;
+    let login = app.sim.new_code().await;
+    let token = app.exchange(&login.code).await.unwrap().session_token;
+    let phone = |number: &str, country_code: &str| {
+        app.sim.phone(json!({
+            "openid": login.openid, "phone_number": number, "country_code": country_code
+        }))
+    };
+    let by_code = phone("13912345678", "86").await;
+    app.bind_code(&token, &by_code.phone_code).await.unwrap();
+    let by_payload = phone("13987654321", "86").await;
+    app.bind_encrypted(&token, &by_payload, "").await.unwrap();
+    let other = app.sim.new_code().await;
+    let other_token = app.exchange(&other.code).await.unwrap().session_token;
+    let foreign = app
+        .sim
+        .phone(json!({ "openid": other.openid, "phone_number": "7700900461", "country_code": "44" }))
+        .await;
+    let bound = app.bind_code(&other_token, &foreign.phone_code).await.unwrap();
+    assert_eq!(bound.user.unwrap().phone_number, "+447700900461");
+    for (sql, n) in [
+        ("SELECT COUNT(*) FROM users WHERE phone_number IS NOT NULL", 2),
+        ("SELECT COUNT(*) FROM phone_history", 1),
+        (
+            "SELECT COUNT(*) FROM phone_codes WHERE phone_number IS NOT NULL",
+            2,
+        ),
+    ] {
+        assert_eq!(app.count(sql, &[]).await, n, "{sql}");
+    }
+
+    let dump = dump(&app).await;
+    assert!(dump.contains("v1."), "the dump sees the sealed columns");
+    for number in ["13912345678", "13987654321", "7700900461"] {
+        assert!(!dump.contains(number), "{number} is in the dump");
+        assert!(
+            !dump.contains(&hex::encode(number)),
+            "{number} is in the dump as hex"
+        );
+    }
 }
 
 /// What a stolen database yields: the SQLite file and its WAL (bytes as

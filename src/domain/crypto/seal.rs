@@ -61,6 +61,26 @@ pub enum Slot<'a> {
     ClaimSessionKey { app_id: &'a str, code_hash: &'a str },
     /// `access_tokens.token` of one app.
     AccessToken { app_id: &'a str },
+    /// `users.phone_number` and `phone_history.phone_number` of one user.
+    /// They share the binding because a bind moves the number it replaces
+    /// into the history in SQL.
+    UserPhoneNumber { user_id: &'a str },
+    /// `users.country_code` and `phone_history.country_code`, likewise.
+    UserCountryCode { user_id: &'a str },
+    /// One of the answer columns of a remembered phone code
+    /// (`phone_codes.phone_number`, `.pure_phone_number`, `.country_code`).
+    PhoneCode {
+        code_hash: &'a str,
+        field: PhoneCodeField,
+    },
+}
+
+/// The sealed columns of `phone_codes`.
+#[derive(Clone, Copy, Debug)]
+pub enum PhoneCodeField {
+    PhoneNumber,
+    PurePhoneNumber,
+    CountryCode,
 }
 
 impl Slot<'_> {
@@ -69,6 +89,16 @@ impl Slot<'_> {
             Self::UserSessionKey { app_id, openid } => ["users.session_key", app_id, openid],
             Self::ClaimSessionKey { app_id, code_hash } => ["code_exchanges.session_key", app_id, code_hash],
             Self::AccessToken { app_id } => ["access_tokens.token", app_id, ""],
+            Self::UserPhoneNumber { user_id } => ["users.phone_number", user_id, ""],
+            Self::UserCountryCode { user_id } => ["users.country_code", user_id, ""],
+            Self::PhoneCode { code_hash, field } => {
+                let column = match field {
+                    PhoneCodeField::PhoneNumber => "phone_codes.phone_number",
+                    PhoneCodeField::PurePhoneNumber => "phone_codes.pure_phone_number",
+                    PhoneCodeField::CountryCode => "phone_codes.country_code",
+                };
+                [column, code_hash, ""]
+            }
         }
     }
 
@@ -200,6 +230,8 @@ mod tests {
                 code_hash: "o1",
             },
             Slot::AccessToken { app_id: "wxapp" },
+            Slot::UserPhoneNumber { user_id: "o1" },
+            Slot::UserCountryCode { user_id: "o1" },
         ];
         for slot in elsewhere {
             assert_eq!(

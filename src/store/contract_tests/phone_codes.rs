@@ -1,6 +1,7 @@
 //! Phone codes (claimed, answered once, released) and the daily count of
 //! billed lookups.
 use super::{TestStore, T0};
+use crate::domain::crypto::Sealed;
 use crate::domain::model::{Phone, UnixSeconds};
 use crate::store::PhoneClaim;
 
@@ -15,11 +16,13 @@ contract_tests!(
 
 const LEASE: i64 = 10_000;
 
-fn phone(number: &str) -> Phone {
+/// An answer as the domain hands it to the store: readable stand-ins for
+/// the sealed values.
+fn phone(number: &str) -> Phone<Sealed> {
     Phone {
-        phone_number: number.to_owned(),
-        pure_phone_number: number.to_owned(),
-        country_code: "86".to_owned(),
+        phone_number: Sealed::from_stored(format!("sealed:{number}")),
+        pure_phone_number: Sealed::from_stored(format!("sealed:{number}")),
+        country_code: Sealed::from_stored("sealed:86".to_owned()),
         authorised_at: UnixSeconds(T0 / 1000),
     }
 }

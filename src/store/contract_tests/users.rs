@@ -1,12 +1,18 @@
 //! What the store keeps about users besides logins: phones with their
 //! history, verified profiles, lookups by unionid, and revocation.
 use super::{new_login, wechat, TestStore, APP, T0};
-use crate::domain::model::{Phone, Profile, UnixSeconds};
+use crate::domain::crypto::Sealed;
+use crate::domain::model::{Phone, Profile, SealedPhone, UnixSeconds};
 
 contract_tests!(
     a_first_phone_is_bound_without_history,
     a_new_number_replaces_the_old_one_which_goes_to_history,
     binding_the_same_number_again_changes_nothing,
+    the_same_number_indexed_under_a_previous_key_is_no_change_and_is_reindexed,
+    users_are_found_by_phone_index_across_apps_oldest_first,
+    unbinding_erases_the_number_its_index_its_history_and_answered_phone_codes,
+    unbinding_without_a_phone_or_without_a_user_changes_nothing,
+    a_user_is_found_by_app_and_openid,
     a_profile_update_keeps_what_it_does_not_mention,
     users_are_found_by_unionid_across_apps_oldest_first,
     revoking_a_session_counts_only_a_live_one,
@@ -14,13 +20,36 @@ contract_tests!(
     session_keys_start_with_the_first_logins_key_and_nothing_replaced,
 );
 
-fn phone(number: &str) -> Phone {
-    Phone {
-        phone_number: number.to_owned(),
-        pure_phone_number: number.to_owned(),
-        country_code: "86".to_owned(),
-        authorised_at: UnixSeconds(T0 / 1000),
+/// A number as the domain hands it to the store: readable stand-ins for
+/// the sealed values and the blind index (`index:<number>`, the only
+/// configured key).
+fn phone(number: &str) -> SealedPhone {
+    phone_indexed(number, &format!("index:{number}"), &[])
+}
+
+/// A number indexed as `index` under the current key and as `previous`
+/// under previous keys.
+fn phone_indexed(number: &str, index: &str, previous: &[&str]) -> SealedPhone {
+    SealedPhone {
+        phone_number: Sealed::from_stored(number.to_owned()),
+        country_code: Sealed::from_stored("86".to_owned()),
+        index: index.to_owned(),
+        indexes: std::iter::once(index)
+            .chain(previous.iter().copied())
+            .map(str::to_owned)
+            .collect(),
     }
+}
+
+fn number(sealed: &Option<Sealed>) -> Option<&str> {
+    sealed.as_ref().map(Sealed::as_str)
+}
+
+async fn phone_index(t: &TestStore, user_id: &str) -> Option<String> {
+    let (index,): (Option<String>,) = t
+        .row("SELECT phone_index FROM users WHERE user_id = $1", &[user_id])
+        .await;
+    index
 }
 
 /// A logged-in user's id.
@@ -53,9 +82,10 @@ async fn a_first_phone_is_bound_without_history(t: &TestStore) {
     let bound = t.bind_phone(&id, &phone("13500000001"), T0 + 1).await.unwrap();
     assert!(bound.changed);
     assert_eq!(bound.previous, None);
-    assert_eq!(bound.user.phone_number.as_deref(), Some("13500000001"));
-    assert_eq!(bound.user.country_code.as_deref(), Some("86"));
+    assert_eq!(number(&bound.user.phone_number), Some("13500000001"));
+    assert_eq!(number(&bound.user.country_code), Some("86"));
     assert_eq!(t.user(&id).await.unwrap().unwrap(), bound.user);
+    assert_eq!(phone_index(t, &id).await.as_deref(), Some("index:13500000001"));
     assert!(history(t, &id).await.is_empty());
 }
 
@@ -65,8 +95,8 @@ async fn a_new_number_replaces_the_old_one_which_goes_to_history(t: &TestStore) 
     t.bind_phone(&id, &phone("13500000002"), T0 + 2).await.unwrap();
     let third = t.bind_phone(&id, &phone("13500000003"), T0 + 3).await.unwrap();
     assert!(third.changed);
-    assert_eq!(third.previous.as_deref(), Some("13500000002"));
-    assert_eq!(third.user.phone_number.as_deref(), Some("13500000003"));
+    assert_eq!(number(&third.previous), Some("13500000002"));
+    assert_eq!(number(&third.user.phone_number), Some("13500000003"));
     assert_eq!(
         history(t, &id).await,
         [
@@ -82,8 +112,120 @@ async fn binding_the_same_number_again_changes_nothing(t: &TestStore) {
     t.bind_phone(&id, &phone("13500000001"), T0 + 1).await.unwrap();
     let again = t.bind_phone(&id, &phone("13500000001"), T0 + 2).await.unwrap();
     assert!(!again.changed);
-    assert_eq!(again.previous.as_deref(), Some("13500000001"));
+    assert_eq!(number(&again.previous), Some("13500000001"));
     assert!(history(t, &id).await.is_empty());
+}
+
+async fn the_same_number_indexed_under_a_previous_key_is_no_change_and_is_reindexed(t: &TestStore) {
+    let id = user(t, "o1").await;
+    t.bind_phone(&id, &phone_indexed("13500000001", "key-a", &[]), T0 + 1)
+        .await
+        .unwrap();
+    // After a rotation: the current key gives "key-b", the previous "key-a".
+    let rotated = phone_indexed("13500000001", "key-b", &["key-a"]);
+    let again = t.bind_phone(&id, &rotated, T0 + 2).await.unwrap();
+    assert!(!again.changed, "the same number");
+    assert!(history(t, &id).await.is_empty());
+    assert_eq!(phone_index(t, &id).await.as_deref(), Some("key-b"), "re-indexed");
+    assert_eq!(t.users_by_phone(&["key-b".into()]).await.unwrap().len(), 1);
+    assert!(t.users_by_phone(&["key-a".into()]).await.unwrap().is_empty());
+}
+
+async fn users_are_found_by_phone_index_across_apps_oldest_first(t: &TestStore) {
+    let first = user(t, "o1").await;
+    let there = wechat("o2", None, "key-2");
+    let mut login = new_login(&there, T0 + 1, 0);
+    login.app_id = "wxanotherapp000001";
+    let second = t.login(login).await.unwrap().user.user_id;
+    let other = user(t, "o3").await;
+    // Bound in the opposite order: the order is the users' age.
+    t.bind_phone(&second, &phone("13500000001"), T0 + 2)
+        .await
+        .unwrap();
+    t.bind_phone(&first, &phone_indexed("13500000001", "old-key", &[]), T0 + 3)
+        .await
+        .unwrap();
+    t.bind_phone(&other, &phone("13500000009"), T0 + 4).await.unwrap();
+
+    let indexes = ["index:13500000001".to_owned(), "old-key".to_owned()];
+    let found = t.users_by_phone(&indexes).await.unwrap();
+    let ids: Vec<&str> = found.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(ids, [first.as_str(), second.as_str()]);
+    assert_eq!(number(&found[1].phone_number), Some("13500000001"));
+    let current_only = t.users_by_phone(&indexes[..1]).await.unwrap();
+    assert_eq!(current_only.len(), 1, "one index, one user");
+    assert!(t.users_by_phone(&["index:none".into()]).await.unwrap().is_empty());
+    assert!(t.users_by_phone(&[]).await.unwrap().is_empty());
+}
+
+async fn unbinding_erases_the_number_its_index_its_history_and_answered_phone_codes(t: &TestStore) {
+    let id = user(t, "o1").await;
+    let other = user(t, "o2").await;
+    t.bind_phone(&id, &phone("13500000001"), T0 + 1).await.unwrap();
+    t.bind_phone(&id, &phone("13500000002"), T0 + 2).await.unwrap();
+    t.bind_phone(&other, &phone("13500000003"), T0 + 2).await.unwrap();
+    t.bind_phone(&other, &phone("13500000004"), T0 + 3).await.unwrap();
+    let memo = |n: &str| Phone {
+        phone_number: Sealed::from_stored(n.to_owned()),
+        pure_phone_number: Sealed::from_stored(n.to_owned()),
+        country_code: Sealed::from_stored("86".to_owned()),
+        authorised_at: UnixSeconds(T0 / 1000),
+    };
+    t.remember_phone_code("mine", &id, &memo("13500000002"), T0)
+        .await
+        .unwrap();
+    t.remember_phone_code("theirs", &other, &memo("13500000004"), T0)
+        .await
+        .unwrap();
+    t.claim_phone_code("claimed", &id, T0, T0 - 10_000).await.unwrap();
+
+    let unbound = t.unbind_phone(&id, T0 + 4).await.unwrap().unwrap();
+    assert_eq!((unbound.phone_number, unbound.country_code), (None, None));
+    assert_eq!(t.user(&id).await.unwrap().unwrap().phone_number, None);
+    assert_eq!(phone_index(t, &id).await, None);
+    assert!(history(t, &id).await.is_empty(), "the history is erased");
+    assert!(t
+        .users_by_phone(&["index:13500000002".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(t.phone_code("mine").await.unwrap(), None, "the memo is erased");
+    // A pending claim holds no number; releasing it would let a second
+    // request spend the code at WeChat again.
+    assert_eq!(
+        t.claim_phone_code("claimed", &other, T0 + 1, T0 - 10_000)
+            .await
+            .unwrap(),
+        crate::store::PhoneClaim::Pending
+    );
+    // The other user keeps everything.
+    let kept = t.user(&other).await.unwrap().unwrap();
+    assert_eq!(number(&kept.phone_number), Some("13500000004"));
+    assert_eq!(history(t, &other).await.len(), 1);
+    assert!(t.phone_code("theirs").await.unwrap().is_some());
+}
+
+async fn unbinding_without_a_phone_or_without_a_user_changes_nothing(t: &TestStore) {
+    let id = user(t, "o1").await;
+    let unbound = t.unbind_phone(&id, T0 + 1).await.unwrap().unwrap();
+    assert_eq!(unbound, t.user(&id).await.unwrap().unwrap());
+    assert_eq!(unbound.phone_number, None);
+    t.bind_phone(&id, &phone("13500000001"), T0 + 2).await.unwrap();
+    t.unbind_phone(&id, T0 + 3).await.unwrap();
+    assert!(t.unbind_phone(&id, T0 + 4).await.unwrap().is_some(), "again");
+    assert_eq!(t.unbind_phone("usr_none", T0).await.unwrap(), None);
+    // Bound again after unbinding: a first number, no history.
+    let again = t.bind_phone(&id, &phone("13500000001"), T0 + 5).await.unwrap();
+    assert!(again.changed && again.previous.is_none());
+    assert!(history(t, &id).await.is_empty());
+}
+
+async fn a_user_is_found_by_app_and_openid(t: &TestStore) {
+    let id = user(t, "o1").await;
+    let found = t.user_by_openid(APP, "o1").await.unwrap().unwrap();
+    assert_eq!(found.user_id, id);
+    assert_eq!(t.user_by_openid("wxanotherapp000001", "o1").await.unwrap(), None);
+    assert_eq!(t.user_by_openid(APP, "o2").await.unwrap(), None);
 }
 
 async fn a_profile_update_keeps_what_it_does_not_mention(t: &TestStore) {

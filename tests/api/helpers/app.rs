@@ -34,6 +34,33 @@ pub fn random_server_key() -> String {
 }
 
 impl TestApp {
+    /// The keys this wxauth derives from its server key (previous keys
+    /// left out), to open what it sealed in the database as an operator
+    /// holding the key could.
+    pub fn server_keys(&self) -> wxauth::domain::crypto::ServerKeys {
+        let key = self.config.server_key.as_ref().expect("tests set a server key");
+        wxauth::domain::crypto::ServerKeys::derive(&STANDARD.decode(key.expose()).unwrap())
+    }
+
+    /// A user's phone history as stored, each number opened with the
+    /// server key: oldest first.
+    pub async fn phone_history(&self, user_id: &str) -> Vec<String> {
+        let sql = "SELECT phone_number FROM phone_history WHERE user_id = $1 ORDER BY replaced_at, id";
+        let keys = self.server_keys();
+        let sealed = self.database.texts(sql, &[user_id]).await;
+        sealed
+            .into_iter()
+            .map(|s| {
+                let sealed = wxauth::domain::crypto::Sealed::from_stored(s);
+                wxauth::domain::at_rest::open_phone_history(&keys, user_id, &sealed, None)
+                    .expect("a history row opens with the server key")
+                    .0
+            })
+            .collect()
+    }
+}
+
+impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }

@@ -8,7 +8,7 @@ use wxauth::grpc::pb::{
     BindPhoneRequest, BindPhoneResponse, CheckSessionRequest, CheckSessionResponse, EncryptedPhone,
     ExchangeCodeRequest, ExchangeCodeResponse, RevokeTokenRequest, VerifyTokenRequest, VerifyTokenResponse,
 };
-use wxauth::grpc::pb::{FindUsersRequest, GetAccessTokenRequest, GetAccessTokenResponse};
+use wxauth::grpc::pb::{FindUsersRequest, GetAccessTokenRequest, GetAccessTokenResponse, UnbindPhoneRequest};
 use wxauth::sim::PhoneResponse;
 
 use super::TestApp;
@@ -123,6 +123,23 @@ impl TestApp {
             login_code: String::new(),
         })
         .await
+    }
+
+    /// UnbindPhone: the user, phone fields empty.
+    pub async fn unbind(&self, token: &str) -> Result<wxauth::grpc::pb::User, tonic::Status> {
+        self.client
+            .clone()
+            .unbind_phone(UnbindPhoneRequest {
+                session_token: token.into(),
+            })
+            .await
+            .map(|r| r.into_inner().user.expect("UnbindPhone answers with the user"))
+    }
+
+    /// FindUsers by phone number: the users' ids, in the order found.
+    pub async fn find_by_phone(&self, number: &str) -> Result<Vec<String>, tonic::Status> {
+        let users = self.find(FindKey::PhoneNumber(number.into())).await?;
+        Ok(users.into_iter().map(|u| u.user_id).collect())
     }
 
     pub async fn check(&self, token: &str) -> Result<CheckSessionResponse, tonic::Status> {

@@ -139,6 +139,30 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Every text value of a one-column direct query, in order; `args` bind
+    /// to `$1`, `$2`... as text.
+    pub async fn texts(&self, sql: &str, args: &[&str]) -> Vec<String> {
+        let values = match self {
+            Self::Sqlite { .. } => {
+                let mut conn = SqliteConnection::connect(&self.url()).await.unwrap();
+                let query = args.iter().fold(sqlx::query_scalar(sql), |q, a| q.bind(*a));
+                let values = query.fetch_all(&mut conn).await;
+                conn.close().await.unwrap();
+                values
+            }
+            Self::Postgres { url } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                let query = args.iter().fold(sqlx::query_scalar(sql), |q, a| q.bind(*a));
+                let values = query.fetch_all(&mut conn).await;
+                conn.close().await.unwrap();
+                values
+            }
+        };
+        values.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
 /// See [`Database::block_writes`].
 pub enum WriteLock {
     Sqlite(SqliteConnection),
