@@ -27,13 +27,15 @@
 //!   constructor; no tonic or prost inside, and no flow imports another:
 //!   - [`login`]: ExchangeCode: code claims and single flight, first-sight
 //!     registration, legacy user info ([`login::user_info`]).
-//!   - [`phone`]: BindPhone: the legacy payload, phone codes
-//!     ([`phone::code`]), and what phone data may bind ([`phone::checks`]).
+//!   - [`phone`]: BindPhone and UnbindPhone: the legacy payload, phone
+//!     codes ([`phone::code`]), and what phone data may bind
+//!     ([`phone::checks`]).
 //!   - [`session`]: VerifyToken, CheckSession, RevokeToken, and their hot
 //!     path: recently verified sessions ([`session::cache`]), cold lookups
 //!     batched ([`session::loader`]), last-seen times written in batches
 //!     ([`session::last_seen`]).
-//!   - [`users`]: FindUsers, by unionid or user id.
+//!   - [`users`]: FindUsers, by unionid, user id or phone number (its
+//!     blind index).
 //! - [`access_token`]: GetAccessToken: `AccessTokens`, one WeChat access
 //!   token per app shared by every replica; below the flows, since phone and
 //!   session call WeChat with it.
@@ -56,7 +58,7 @@
 //!   one error enum ([`domain::error`]), the clock ([`domain::clock`]),
 //!   secrets ([`domain::secret`]), tokens, hashes, AES and sealing
 //!   ([`domain::crypto`], pure functions; [`domain::at_rest`] seals what the
-//!   store keeps), field limits ([`domain::validation`]), request fields
+//!   store keeps and opens what it returns), field limits ([`domain::validation`]), request fields
 //!   as parsed types ([`domain::input`]: codes, app ids), the configured apps
 //!   ([`domain::apps`]) and their rate limits ([`domain::limits`]), metrics
 //!   ([`domain::metrics`]), the one accept loop of every listener
@@ -71,8 +73,12 @@
 //!   response, a log line or an error message: they live in
 //!   [`domain::secret::Secret`], whose `Debug`/`Display` are redacted.
 //! - The database holds only session ids; a token also needs the server key's MAC.
-//! - The database holds secrets (session_keys, access tokens) only sealed
-//!   under the server key: the store takes and returns [`domain::crypto::Sealed`].
+//! - The database holds secrets (session_keys, access tokens) and phone
+//!   numbers only sealed under the server key: the store takes and returns
+//!   [`domain::crypto::Sealed`] (users as `User<Sealed>`), and
+//!   [`domain::at_rest`] alone seals and opens them; the flows see
+//!   plaintext `User`s. Phone numbers are compared by a keyed blind index,
+//!   never by their ciphertexts.
 //! - Identity comes from a code or a token, never from an openid a caller sends.
 //! - Only [`grpc`] touches generated proto types, and only [`grpc::status`]
 //!   chooses gRPC status codes; only [`wechat`] (and the [`sim`] that

@@ -256,3 +256,68 @@ fn opened(column: &'static str, result: Result<Secret<String>, OpenError>) -> Op
         })
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::UnixSeconds;
+
+    fn keys() -> ServerKeys {
+        ServerKeys::derive(b"server key A, thirty-two bytes!!")
+    }
+
+    fn phone(number: &str) -> Phone {
+        Phone {
+            phone_number: number.into(),
+            pure_phone_number: number.trim_start_matches("+44").into(),
+            country_code: "44".into(),
+            authorised_at: UnixSeconds(1),
+        }
+    }
+
+    fn stored(user_id: &str, sealed: &SealedPhone) -> User<Sealed> {
+        User {
+            user_id: user_id.into(),
+            app_id: "wxapp".into(),
+            openid: "o1".into(),
+            unionid: None,
+            phone_number: Some(sealed.phone_number.clone()),
+            country_code: Some(sealed.country_code.clone()),
+            created_at: 0,
+            nickname: None,
+            avatar_url: None,
+        }
+    }
+
+    #[test]
+    fn a_phone_sealed_for_a_user_opens_for_that_user_only() {
+        let sealed = seal_phone(&keys(), "usr_a", &phone("+447700900461"));
+        assert!(!sealed.phone_number.as_str().contains("7700900461"));
+        assert_eq!(sealed.index, keys().phone_index("+447700900461"));
+        let user = open_user(&keys(), stored("usr_a", &sealed));
+        assert_eq!(user.phone_number.as_deref(), Some("+447700900461"));
+        assert_eq!(user.country_code.as_deref(), Some("44"));
+        // Copied into another user's row: as if no phone were bound.
+        let moved = open_user(&keys(), stored("usr_b", &sealed));
+        assert_eq!((moved.phone_number, moved.country_code), (None, None));
+    }
+
+    #[test]
+    fn a_phone_codes_answer_opens_only_in_its_own_row() {
+        let sealed = seal_phone_code(&keys(), "hash-1", &phone("+447700900461"));
+        assert_eq!(
+            open_phone_code(&keys(), "hash-1", &sealed),
+            Some(phone("+447700900461"))
+        );
+        assert_eq!(open_phone_code(&keys(), "hash-2", &sealed), None);
+        let swapped = Phone {
+            phone_number: sealed.country_code.clone(),
+            ..sealed.clone()
+        };
+        assert_eq!(
+            open_phone_code(&keys(), "hash-1", &swapped),
+            None,
+            "columns swapped"
+        );
+    }
+}
