@@ -54,6 +54,7 @@ pub fn exchange_code(req: pb::ExchangeCodeRequest) -> Result<Exchange> {
         options: ExchangeOptions {
             user_info,
             attach_to: None,
+            restore_user: req.restore_user,
         },
         phone,
     })
