@@ -216,6 +216,14 @@ impl Sessions {
         Ok((session, user))
     }
 
+    /// The session behind a token and its user, live or not (DeleteUser's
+    /// retry with the token the deletion revoked). TOKEN_INVALID when the
+    /// token is not ours or its session is gone.
+    pub async fn token_session(&self, token: &SessionToken) -> Result<(Session, User)> {
+        let id = self.parse_token(token)?;
+        self.store.session(id).await?.ok_or(Error::TokenInvalid)
+    }
+
     /// Idle-expiry bookkeeping, throttled: at most one record per session
     /// per touch interval (the idle timeout's precision), written in the
     /// background by `last_seen`. `last_seen_at` is the cached time, moved

@@ -351,7 +351,7 @@ async fn settle_pending_deletion(tx: &mut Tx, l: &NewLogin<'_>) -> Result<()> {
     match pending_login(delete_at, l.now, l.restore)? {
         PendingLogin::Proceed => {}
         PendingLogin::Erase => {
-            shared::postgres::erase_rows(&mut **tx, &user_id, l.now).await?;
+            shared::postgres::erase_rows(tx, &user_id, l.now).await?;
         }
         PendingLogin::Restore => {
             // The deletion is cancelled: its record goes (nothing was deleted).
