@@ -98,8 +98,9 @@ impl Reason {
 }
 
 /// UpdateProfile's fields: a nickname (1 to 64 characters, no control
-/// characters) and an https avatar URL; empty leaves one unchanged, and at
-/// least one must be given.
+/// characters) and an https avatar URL (normalised, see
+/// [`validation::avatar_url`]); empty leaves one unchanged, and at least one
+/// must be given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfileUpdate(Profile);
 
@@ -114,12 +115,13 @@ impl ProfileUpdate {
                 return Err(Error::invalid("nickname", "must not be blank"));
             }
         }
-        if !avatar_url.is_empty() {
-            validation::avatar_url("avatar_url", &avatar_url)?;
-        }
+        let avatar_url = match avatar_url.as_str() {
+            "" => None,
+            given => Some(validation::avatar_url("avatar_url", given)?),
+        };
         Ok(Self(Profile {
             nickname: Some(nickname).filter(|n| !n.is_empty()),
-            avatar_url: Some(avatar_url).filter(|u| !u.is_empty()),
+            avatar_url,
         }))
     }
 
@@ -190,6 +192,12 @@ mod tests {
         assert_eq!(
             both.profile().avatar_url.as_deref(),
             Some("https://cdn.example.com/a.png")
+        );
+        let upper = ProfileUpdate::parse(String::new(), "HTTPS://CDN.Example.com".into()).unwrap();
+        assert_eq!(
+            upper.profile().avatar_url.as_deref(),
+            Some("https://cdn.example.com/"),
+            "stored in one spelling"
         );
         let nick = ProfileUpdate::parse("n".repeat(64), String::new()).unwrap();
         assert_eq!(nick.profile().avatar_url, None, "empty leaves it unchanged");

@@ -112,8 +112,11 @@ pub fn text(field: &'static str, value: &str, max: usize) -> Result<()> {
 }
 
 /// An avatar URL: https, with a host, without credentials or whitespace,
-/// at most [`AVATAR_URL_MAX`] bytes.
-pub fn avatar_url(field: &'static str, value: &str) -> Result<()> {
+/// at most [`AVATAR_URL_MAX`] bytes. Returns it in the URL standard's
+/// serialisation (`HTTPS://CDN.example.com` becomes
+/// `https://cdn.example.com/`), which is what is stored and shown: one
+/// spelling per URL, whatever the client sent.
+pub fn avatar_url(field: &'static str, value: &str) -> Result<String> {
     max_len(field, value, AVATAR_URL_MAX)?;
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(
@@ -128,7 +131,9 @@ pub fn avatar_url(field: &'static str, value: &str) -> Result<()> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::invalid(field, "must not carry credentials"));
     }
-    Ok(())
+    // Percent-encoding may lengthen it.
+    max_len(field, url.as_str(), AVATAR_URL_MAX)?;
+    Ok(url.into())
 }
 
 fn max_len(field: &'static str, value: &str, max: usize) -> Result<()> {
