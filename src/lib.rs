@@ -34,8 +34,11 @@
 //!     path: recently verified sessions ([`session::cache`]), cold lookups
 //!     batched ([`session::loader`]), last-seen times written in batches
 //!     ([`session::last_seen`]).
-//!   - [`users`]: FindUsers, by unionid, user id or phone number (its
-//!     blind index).
+//!   - [`users`]: FindUsers, by unionid, user id or phone number (its blind
+//!     index), and the personal-data
+//!     lifecycle: DeleteUser with its cooling-off period and the erasure
+//!     ([`users::deletion`]), ExportUser ([`users::export`]), UpdateProfile
+//!     ([`users::profile`]).
 //! - [`access_token`]: GetAccessToken: `AccessTokens`, one WeChat access
 //!   token per app shared by every replica; below the flows, since phone and
 //!   session call WeChat with it.
@@ -88,7 +91,10 @@
 //!   [`domain::input`] types once; the flows take those types and do not
 //!   check them again.
 //! - With `[[callers]]`, no AuthService handler runs for an unknown caller or
-//!   a method outside its policy; health and reflection stay open. API keys
+//!   a method outside its policy; health and reflection stay open. Naming a
+//!   user by id (DeleteUser, ExportUser) needs an operator caller.
+//! - An erased user leaves only a deletion record without personal data;
+//!   SQLite overwrites the freed bytes and empties the WAL after erasing. API keys
 //!   exist in wxauth only as SHA-256 hashes and are never logged.
 #![forbid(unsafe_code)]
 

@@ -12,13 +12,15 @@ use crate::domain::apps::Apps;
 use crate::domain::clock::Clock;
 use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
-use crate::domain::input::{AppId, Code, SessionToken};
-use crate::domain::model::{PhoneBinding, Session, StoredAccessToken, TokenPolicy, User};
+use crate::domain::input::{AppId, Code, ProfileUpdate, Reason, SessionToken, Subject};
+use crate::domain::model::{
+    Deletion, PhoneBinding, Requester, Session, StoredAccessToken, TokenPolicy, User,
+};
 use crate::login::{ExchangeOptions, LoginOutcome, Logins};
 use crate::phone::{PhoneSource, Phones};
 use crate::session::{SessionCheck, SessionSettings, Sessions};
 use crate::store::Store;
-use crate::users::{UserKey, Users};
+use crate::users::{UserExport, UserKey, Users};
 use crate::wechat::WechatClient;
 
 pub struct Wxauth {
@@ -40,6 +42,9 @@ pub struct Settings {
     pub claim_wait: std::time::Duration,
     pub phone: PhoneSettings,
     pub token_cache: TokenCacheSettings,
+    /// The cooling-off period of a deletion (`--deletion-delay`), in
+    /// milliseconds; 0 erases at once.
+    pub deletion_delay_ms: i64,
 }
 
 /// Size of the VerifyToken cache.
@@ -76,6 +81,7 @@ impl Wxauth {
             claim_wait,
             phone,
             token_cache,
+            deletion_delay_ms,
         } = settings;
         // Refreshes are leased for as long as a code claim is waited for.
         let access_tokens = Arc::new(AccessTokens::new(
@@ -120,7 +126,14 @@ impl Wxauth {
             },
             sessions.user_changes(),
         ));
-        let users = Users::new(store.clone(), apps.clone(), keys);
+        let users = Users::new(
+            store.clone(),
+            apps.clone(),
+            keys,
+            clock.clone(),
+            sessions.user_changes(),
+            deletion_delay_ms,
+        );
         Self {
             store,
             apps,
@@ -252,5 +265,66 @@ impl Wxauth {
         let app = self.apps.resolve(app_id)?;
         let token = self.access_tokens.current(app).await?;
         Ok((app.id().to_owned(), token))
+    }
+
+    /// DeleteUser: the user's own account cancellation (a session token)
+    /// or an operator's deletion (a user id): see [`Users::delete`].
+    pub async fn delete_user(&self, subject: &Subject, reason: &Reason) -> Result<Deletion> {
+        match subject {
+            Subject::UserId(user_id) => self.users.delete(user_id, Requester::Operator, reason).await,
+            Subject::Own(token) => match self.sessions.live_session(token).await {
+                Ok((_, user)) => self.users.delete(&user.user_id, Requester::User, reason).await,
+                // A retry whose token the first attempt revoked.
+                Err(Error::TokenRevoked) => {
+                    let (session, user) = self.sessions.token_session(token).await?;
+                    self.users
+                        .deletion_that_revoked(&user.user_id, session.revoked_at)
+                        .await?
+                        .ok_or(Error::TokenRevoked)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Deletes a user at once, whatever `--deletion-delay` says, as asked by
+    /// WeChat: its account-cancellation event (`user_authorization_cancellation`)
+    /// says the WeChat account itself is gone. `Ok(None)` when wxauth has no
+    /// such user (never logged in, or already erased); a repeated event
+    /// changes nothing.
+    pub async fn delete_user_now(
+        &self,
+        app_id: &str,
+        openid: &str,
+        reason: &Reason,
+    ) -> Result<Option<Deletion>> {
+        let Some(user) = self.store.user_by_openid(app_id, openid).await? else {
+            return Ok(None);
+        };
+        self.users
+            .delete(&user.user_id, Requester::Wechat, reason)
+            .await
+            .map(Some)
+    }
+
+    /// Erases the users whose cooling-off period is over; the background
+    /// janitor calls it. Returns how many were erased.
+    pub async fn erase_due_deletions(&self, now: i64) -> Result<u64> {
+        self.users.erase_due_deletions(now).await
+    }
+
+    /// ExportUser: everything held on the person, without secrets.
+    pub async fn export_user(&self, subject: &Subject) -> Result<UserExport> {
+        let user = match subject {
+            Subject::Own(token) => self.sessions.live_session(token).await?.1,
+            Subject::UserId(user_id) => self.users.served_user(user_id).await?,
+        };
+        self.users.export(user).await
+    }
+
+    /// UpdateProfile: the nickname and avatar the user chose.
+    pub async fn update_profile(&self, token: &SessionToken, update: &ProfileUpdate) -> Result<User> {
+        let (_, user) = self.sessions.live_session(token).await?;
+        self.users.update_profile(&user, update).await
     }
 }

@@ -36,12 +36,15 @@ CREATE TABLE users (
     prev_replaced_at BIGINT,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL,
+    delete_at        BIGINT,
     -- The upsert target: concurrent first logins cannot create two rows,
     -- and the upsert's row lock serialises concurrent logins of one user.
     CONSTRAINT users_app_openid UNIQUE (app_id, openid)
 );
 CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
 CREATE INDEX users_phone_index ON users (phone_index) WHERE phone_index IS NOT NULL;
+-- The erasure of due deletions finds them here.
+CREATE INDEX users_delete_at ON users (delete_at) WHERE delete_at IS NOT NULL;
 
 COMMENT ON TABLE users IS 'One row per user of one mini program; (app_id, openid) is WeChat''s identity, user_id is ours.';
 COMMENT ON COLUMN users.user_id IS 'Our stable id (usr_...); never changes.';
@@ -51,8 +54,8 @@ COMMENT ON COLUMN users.unionid IS 'Personal data: WeChat''s id of the person ac
 COMMENT ON COLUMN users.phone_number IS 'Personal data, sealed: the bound phone number, as WeChat verified it (BindPhone); returned by VerifyToken. A new number moves this one to phone_history; UnbindPhone (or deleting the user) erases it.';
 COMMENT ON COLUMN users.country_code IS 'Personal data, sealed: the country calling code of phone_number.';
 COMMENT ON COLUMN users.phone_index IS 'Personal data (derived): blind index of phone_number, HMAC-SHA256 (hex) under a key derived from the server key, for FindUsers. Written under the current key at each bind; lookups also try previous keys. Shows which users share a number, never the number. Erased with it.';
-COMMENT ON COLUMN users.nickname IS 'Personal data: nickname from getUserInfo data whose signature checked out; returned by VerifyToken.';
-COMMENT ON COLUMN users.avatar_url IS 'Personal data: avatar URL from getUserInfo data whose signature checked out; returned by VerifyToken.';
+COMMENT ON COLUMN users.nickname IS 'Personal data: nickname from getUserInfo data whose signature checked out, or as the user chose it (UpdateProfile, unsigned); returned by VerifyToken.';
+COMMENT ON COLUMN users.avatar_url IS 'Personal data: avatar URL from getUserInfo data whose signature checked out, or as the user chose it (UpdateProfile, unsigned); returned by VerifyToken.';
 COMMENT ON COLUMN users.session_key IS 'The newest WeChat session_key, sealed. Secret: never leaves the service. Opens the encrypted phone and user info payloads; used by CheckSession.';
 COMMENT ON COLUMN users.session_key_mac IS 'Keyed MAC of the session_key (server-derived key): the login upsert compares it to tell a new session_key from the same one, which the sealed values cannot tell (random nonces).';
 COMMENT ON COLUMN users.session_key_at IS 'When WeChat first gave this session_key (unix ms).';
@@ -60,12 +63,14 @@ COMMENT ON COLUMN users.prev_session_key IS 'The session_key that session_key re
 COMMENT ON COLUMN users.prev_replaced_at IS 'When prev_session_key was replaced (unix ms).';
 COMMENT ON COLUMN users.created_at IS 'First login (unix ms).';
 COMMENT ON COLUMN users.updated_at IS 'Last login or change (unix ms).';
+COMMENT ON COLUMN users.delete_at IS 'When the account is to be erased (DeleteUser with a cooling-off period, --deletion-delay), unix ms; NULL otherwise. While set, every session is revoked and logins fail with USER_DELETION_PENDING unless they restore the account. The row and everything pointing to it goes then (see user_deletions).';
 
 -- 3rd_session tokens. `id` is the random half of the token; the token's
 -- MAC needs the server key, which is not in the database, so nothing here
 -- can be turned back into a valid token.
 CREATE TABLE sessions (
     id           TEXT PRIMARY KEY,
+    public_id    TEXT NOT NULL UNIQUE,
     user_id      TEXT NOT NULL REFERENCES users (user_id),
     app_id       TEXT NOT NULL,
     created_at   BIGINT NOT NULL,
@@ -77,8 +82,9 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user_created ON sessions (user_id, created_at);
 CREATE INDEX sessions_expires ON sessions (expires_at);
 
-COMMENT ON TABLE sessions IS '3rd_session tokens; a token also needs the server key''s MAC, which is not stored here. Rows stay after expiry or revocation (wxauth does not delete them).';
+COMMENT ON TABLE sessions IS '3rd_session tokens; a token also needs the server key''s MAC, which is not stored here. Rows stay after expiry or revocation, until their user is erased (DeleteUser).';
 COMMENT ON COLUMN sessions.id IS 'The random half of the token, hex.';
+COMMENT ON COLUMN sessions.public_id IS 'A public name of the session (16 random bytes, hex) for ExportUser and lifecycle events: random, not derived from id, so it can never be turned into a token, and unchanged by server key rotation.';
 COMMENT ON COLUMN sessions.user_id IS 'Personal data (by reference): whose session; with the times, when the person logged in and last used the mini program. Needed to answer VerifyToken and to revoke a user''s sessions.';
 COMMENT ON COLUMN sessions.app_id IS 'The mini program the session was issued for.';
 COMMENT ON COLUMN sessions.created_at IS 'Login time (unix ms); the login window counts from here.';
@@ -174,7 +180,7 @@ CREATE TABLE phone_lookups (
     count   BIGINT NOT NULL,
     PRIMARY KEY (user_id, day)
 );
-COMMENT ON TABLE phone_lookups IS 'Personal data (by reference): billed phone-code lookups per user per UTC day, kept to enforce the daily cap across replicas. wxauth does not delete old days yet.';
+COMMENT ON TABLE phone_lookups IS 'Personal data (by reference): billed phone-code lookups per user per UTC day, kept to enforce the daily cap across replicas. Erased with the user; wxauth does not delete old days yet.';
 
 -- The WeChat access token of each app, persisted so that a restart does not
 -- spend quota and every replica uses the same one.
@@ -196,6 +202,29 @@ CREATE TABLE access_token_refresh (
     until  BIGINT NOT NULL
 );
 COMMENT ON TABLE access_token_refresh IS 'Lease of the replica refreshing an app''s access token (until: unix ms, on the database''s clock).';
+
+-- Deletions: what stays of a deleted account, as proof that it was deleted
+-- and when, WITHOUT personal data. One row per deleted user.
+CREATE TABLE user_deletions (
+    user_id      TEXT PRIMARY KEY,
+    app_id       TEXT NOT NULL,
+    requested_by TEXT NOT NULL CHECK (requested_by IN ('self', 'operator', 'wechat')),
+    reason       TEXT NOT NULL,
+    requested_at BIGINT NOT NULL,
+    delete_at    BIGINT NOT NULL,
+    erased_at    BIGINT
+);
+-- Old records are purged after their own retention.
+CREATE INDEX user_deletions_erased ON user_deletions (erased_at) WHERE erased_at IS NOT NULL;
+
+COMMENT ON TABLE user_deletions IS 'Proof that an account was deleted, and when, without personal data (no openid, unionid, phone or profile: user_id is wxauth''s own random id, which nothing links to a person once the user''s rows are erased). A cancelled deletion (ExchangeCode with restore_user) removes its row.';
+COMMENT ON COLUMN user_deletions.user_id IS 'The deleted user''s wxauth id.';
+COMMENT ON COLUMN user_deletions.app_id IS 'The mini program the user belonged to.';
+COMMENT ON COLUMN user_deletions.requested_by IS 'Who asked: self (the user''s session token), operator (a user_id), wechat (the account was cancelled at WeChat).';
+COMMENT ON COLUMN user_deletions.reason IS 'Why, in a few words, as the caller gave it (at most 200 characters; the API says: no personal data).';
+COMMENT ON COLUMN user_deletions.requested_at IS 'When the deletion was asked for (unix ms); every session was revoked then.';
+COMMENT ON COLUMN user_deletions.delete_at IS 'When the user''s rows are (or were) erased (unix ms): requested_at plus the cooling-off period, or earlier if a later request said so.';
+COMMENT ON COLUMN user_deletions.erased_at IS 'When they were erased (unix ms); NULL while the deletion is pending.';
 
 -- The change feed of the replicas' VerifyToken caches (src/store/pg_changes.rs).
 -- Every replica caches sessions it verified; these triggers tell all of them,

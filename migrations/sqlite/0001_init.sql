@@ -42,8 +42,9 @@ CREATE TABLE users (
     -- bound before it. Equal numbers have equal indexes: it shows which
     -- users share a number, never the number. Erased with the number.
     phone_index      TEXT,
-    -- Personal data: nickname and avatar URL from getUserInfo data whose
-    -- signature checked out, returned by VerifyToken.
+    -- Personal data: nickname and avatar URL, from getUserInfo data whose
+    -- signature checked out or as the user chose them (UpdateProfile,
+    -- unsigned, user-supplied); returned by VerifyToken.
     nickname         TEXT,
     avatar_url       TEXT,
     -- The newest session_key WeChat gave for this user, sealed. Secret:
@@ -63,18 +64,30 @@ CREATE TABLE users (
     -- First login; last login or change.
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
+    -- When the account is to be erased (DeleteUser with a cooling-off
+    -- period, --deletion-delay); NULL otherwise. While set, every session
+    -- is revoked and logins fail with USER_DELETION_PENDING unless they
+    -- restore the account. The row and everything that points to it goes
+    -- at this time (see user_deletions).
+    delete_at        INTEGER,
     -- The upsert target: concurrent first logins cannot create two rows.
     CONSTRAINT users_app_openid UNIQUE (app_id, openid)
 );
 CREATE INDEX users_unionid ON users (unionid) WHERE unionid IS NOT NULL;
 CREATE INDEX users_phone_index ON users (phone_index) WHERE phone_index IS NOT NULL;
+-- The erasure of due deletions finds them here.
+CREATE INDEX users_delete_at ON users (delete_at) WHERE delete_at IS NOT NULL;
 
 -- 3rd_session tokens. `id` is the random half of the token; the token's
 -- MAC needs the server key, which is not in the database, so nothing here
 -- can be turned back into a valid token. Rows stay after expiry or
--- revocation (wxauth does not delete them).
+-- revocation, until their user is erased (DeleteUser).
 CREATE TABLE sessions (
     id           TEXT PRIMARY KEY,
+    -- A public name of the session (16 random bytes, hex), for ExportUser
+    -- and lifecycle events: random, not derived from `id`, so it can never
+    -- be turned into a token, and unchanged by server key rotation.
+    public_id    TEXT NOT NULL UNIQUE,
     -- Personal data (by reference): whose session, and with the times below
     -- when the person logged in and last used the mini program. Needed to
     -- answer VerifyToken and to revoke a user's sessions.
@@ -176,7 +189,8 @@ CREATE INDEX phone_codes_created ON phone_codes (created_at);
 -- Billed phone-code lookups per user per UTC day (day = unix ms / 86400000),
 -- shared by all replicas so that the daily cap holds across them.
 -- Personal data (by reference): how often a user looked up a phone number
--- on a day; kept to enforce the cap. wxauth does not delete old days yet.
+-- on a day; kept to enforce the cap. Erased with the user; wxauth does
+-- not delete old days yet.
 CREATE TABLE phone_lookups (
     user_id TEXT NOT NULL,
     day     INTEGER NOT NULL,
@@ -205,3 +219,28 @@ CREATE TABLE access_token_refresh (
     app_id TEXT PRIMARY KEY,
     until  INTEGER NOT NULL
 );
+
+-- Deletions: what stays of a deleted account, as proof that it was deleted
+-- and when, WITHOUT personal data (no openid, unionid, phone or profile:
+-- user_id is wxauth's own random id, which nothing else links to a person
+-- once the user's rows are erased). One row per deleted user.
+CREATE TABLE user_deletions (
+    user_id      TEXT PRIMARY KEY,
+    app_id       TEXT NOT NULL,
+    -- Who asked: the user (session token), an operator (user_id), or
+    -- WeChat (the account was cancelled at WeChat).
+    requested_by TEXT NOT NULL CHECK (requested_by IN ('self', 'operator', 'wechat')),
+    -- Why, in a few words, as the caller gave it (at most 200 characters;
+    -- the API says: no personal data).
+    reason       TEXT NOT NULL,
+    -- When the deletion was asked for; every session was revoked then.
+    requested_at INTEGER NOT NULL,
+    -- When the user's rows are (or were) erased: requested_at plus the
+    -- cooling-off period, or earlier if a later request said so.
+    delete_at    INTEGER NOT NULL,
+    -- When they were erased; NULL while the deletion is pending. A
+    -- cancelled deletion (ExchangeCode with restore_user) removes its row.
+    erased_at    INTEGER
+);
+-- Old records are purged after their own retention.
+CREATE INDEX user_deletions_erased ON user_deletions (erased_at) WHERE erased_at IS NOT NULL;

@@ -131,6 +131,7 @@ impl Application {
                     key_grace_ms: ms(config.session_key_grace),
                     check_cache_ms: ms(config.check_session_cache),
                 },
+                deletion_delay_ms: ms(config.deletion_delay),
             },
         ));
         let listener = TcpListener::bind(config.listen)
@@ -315,10 +316,16 @@ async fn watch_health(wxauth: Arc<Wxauth>, health: Arc<Health>, probing: HealthP
     }
 }
 
-/// Forgets code claims once their codes have expired anyway.
+/// Forgets code claims once their codes have expired anyway, and erases
+/// the users whose deletion fell due. The first round runs at start, so a
+/// restart erases what fell due while no replica ran.
 async fn purge_codes(wxauth: Arc<Wxauth>) {
+    let mut rounds = tokio::time::interval(Duration::from_secs(60));
     loop {
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        rounds.tick().await;
+        if let Err(e) = wxauth.erase_due_deletions(wxauth.clock().now_ms()).await {
+            tracing::warn!(error = %e, "erasing due deletions failed");
+        }
         let before = wxauth.clock().now_ms() - CODE_TTL_MS;
         if let Err(e) = wxauth.store().purge_codes(before).await {
             tracing::warn!(error = %e, "purging old code claims failed");

@@ -86,6 +86,10 @@ pub struct CallerEntry {
     pub cert_dns_name: Option<String>,
     /// The AuthService methods it may call, e.g. `["VerifyToken"]`.
     pub methods: Vec<String>,
+    /// An operator may name users by id in DeleteUser and ExportUser
+    /// (other callers only act for the user whose session token they send).
+    #[serde(default)]
+    pub operator: bool,
 }
 
 /// A string or a list of strings.

@@ -255,6 +255,14 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_CHECK_SESSION_CACHE", default_value = "60s", value_parser = duration)]
     pub check_session_cache: Duration,
 
+    /// Cooling-off period of an account deletion (注销冷静期): DeleteUser
+    /// revokes every session at once and erases the user's data this long
+    /// after; meanwhile a login answers USER_DELETION_PENDING unless it
+    /// sets restore_user. `0s` erases at once. WeChat's account-cancellation
+    /// event always erases at once.
+    #[arg(long, env = "WXAUTH_DELETION_DELAY", default_value = "0s", value_parser = duration)]
+    pub deletion_delay: Duration,
+
     /// Deadline for one WeChat call, retries included.
     #[arg(long, env = "WXAUTH_WECHAT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub wechat_timeout: Duration,

@@ -60,6 +60,12 @@ pub enum Error {
     PhoneRequired,
     #[error("the login code belongs to another user")]
     LoginCodeMismatch,
+    /// The account is scheduled for deletion (cooling-off period): a login
+    /// must say `restore_user` to cancel it.
+    #[error("the account is scheduled for deletion; log in with restore_user to cancel the deletion")]
+    UserDeletionPending { delete_at: i64 },
+    #[error("no such user")]
+    UserNotFound,
     #[error("storage is unavailable; retry later")]
     StoreUnavailable,
     /// No `[[callers]]` entry matches the request's API key or client certificate.
@@ -112,6 +118,8 @@ impl Error {
             Self::UserInfoInvalid => "USER_INFO_INVALID",
             Self::PhoneRequired => "PHONE_REQUIRED",
             Self::LoginCodeMismatch => "LOGIN_CODE_MISMATCH",
+            Self::UserDeletionPending { .. } => "USER_DELETION_PENDING",
+            Self::UserNotFound => "USER_NOT_FOUND",
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
             Self::CallerUnknown => "CALLER_UNKNOWN",
             Self::CallerForbidden { .. } => "CALLER_FORBIDDEN",

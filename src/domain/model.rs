@@ -120,6 +120,88 @@ pub struct Session {
     pub revoked_at: Option<i64>,
 }
 
+/// Who asked for an account's deletion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requester {
+    /// The user, with their session token (account cancellation, 注销).
+    User,
+    /// An operator, naming the user by id.
+    Operator,
+    /// WeChat: the WeChat account itself was cancelled.
+    Wechat,
+}
+
+impl Requester {
+    /// As the deletion record stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "self",
+            Self::Operator => "operator",
+            Self::Wechat => "wechat",
+        }
+    }
+
+    pub fn from_stored(text: &str) -> Option<Self> {
+        match text {
+            "self" => Some(Self::User),
+            "operator" => Some(Self::Operator),
+            "wechat" => Some(Self::Wechat),
+            _ => None,
+        }
+    }
+}
+
+/// What stays of a deleted account: the deletion record, without personal
+/// data (see `user_deletions` in the schema).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deletion {
+    pub user_id: String,
+    pub app_id: String,
+    pub requested_by: Requester,
+    /// Why, as the requester gave it (no personal data).
+    pub reason: String,
+    /// When it was asked for; every session was revoked then.
+    pub requested_at: i64,
+    /// When the user's rows are (or were) erased.
+    pub delete_at: i64,
+    /// When they were erased; `None` while pending.
+    pub erased_at: Option<i64>,
+}
+
+/// A deletion to schedule (see `crate::store::Store::schedule_deletion`).
+#[derive(Clone, Copy, Debug)]
+pub struct DeletionRequest<'a> {
+    pub requested_by: Requester,
+    pub reason: &'a str,
+    pub now: i64,
+    /// `now` for an immediate deletion, later with a cooling-off period.
+    pub delete_at: i64,
+}
+
+/// A phone number a user had before the current one
+/// (`PhoneHistoryEntry<Sealed>` from the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneHistoryEntry<P = String> {
+    pub phone_number: P,
+    pub country_code: Option<P>,
+    /// When another number replaced it.
+    pub replaced_at: i64,
+}
+
+/// A session as an export shows it: named by its public id, never by the
+/// id inside its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// A public, non-secret name of the session (16 random bytes, hex):
+    /// not derived from the session's id, so it can never be turned into a
+    /// token.
+    pub public_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 /// What WeChat's jscode2session told us about a code.
 #[derive(Clone, Debug)]
 pub struct WechatSession {

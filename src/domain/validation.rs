@@ -36,6 +36,13 @@ const PHONE_DIGITS_MAX: usize = 15;
 const PHONE_DIGITS_MIN: usize = 4;
 /// ITU country codes are 1 to 3 digits; 4 leaves room for WeChat's notation.
 const COUNTRY_CODE_DIGITS_MAX: usize = 4;
+/// DeleteUser's `reason`, in characters.
+pub const REASON_MAX: usize = 200;
+/// UpdateProfile's `nickname`, in characters (WeChat's nickname input
+/// allows far fewer).
+pub const NICKNAME_MAX: usize = 64;
+/// UpdateProfile's `avatar_url`, in bytes.
+pub const AVATAR_URL_MAX: usize = 1024;
 
 /// A wx.login or phone code: required, short, and URL-safe (it goes into
 /// a WeChat query string, so `&secret=` must not get through).
@@ -134,6 +141,47 @@ pub fn signature(field: &'static str, signature: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Free text kept or shown as given (a deletion reason, a nickname): at
+/// most `max` characters, none of them control characters (no line breaks
+/// forged into logs, no invisible bidi overrides).
+pub fn text(field: &'static str, value: &str, max: usize) -> Result<()> {
+    if value.chars().count() > max {
+        return Err(Error::invalid(field, format!("longer than {max} characters")));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(Error::invalid(field, "control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// An avatar URL: https, with a host, without credentials or whitespace,
+/// at most [`AVATAR_URL_MAX`] bytes. Returns it in the URL standard's
+/// serialisation (`HTTPS://CDN.example.com` becomes
+/// `https://cdn.example.com/`), which is what is stored and shown: one
+/// spelling per URL, whatever the client sent.
+pub fn avatar_url(field: &'static str, value: &str) -> Result<String> {
+    max_len(field, value, AVATAR_URL_MAX)?;
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            "whitespace and control characters are not allowed",
+        ));
+    }
+    let url = url::Url::parse(value).map_err(|_| Error::invalid(field, "not a URL"))?;
+    if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::invalid(field, "must be an https:// URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::invalid(field, "must not carry credentials"));
+    }
+    // Percent-encoding may lengthen it.
+    max_len(field, url.as_str(), AVATAR_URL_MAX)?;
+    Ok(url.into())
 }
 
 fn max_len(field: &'static str, value: &str, max: usize) -> Result<()> {

@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 
+use super::callers::Admitted;
 use super::convert::{self, timestamp, user_to_proto};
 use super::pb::{self, auth_service_server::AuthService};
 use super::requests;
 use crate::domain::deadline::with_caller_deadline;
 use crate::domain::error::{Error, Result};
+use crate::domain::input::Subject;
 use crate::service::Wxauth;
 
 pub struct AuthApi {
@@ -149,20 +151,28 @@ impl AuthService for AuthApi {
 
     async fn delete_user(
         &self,
-        _request: Request<pb::DeleteUserRequest>,
+        request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
         observe("DeleteUser", async move {
-            Err(Error::internal(anyhow::anyhow!("DeleteUser: not built yet")).into())
+            let caller = request.extensions().get::<Admitted>().cloned();
+            let req = requests::delete_user(request.into_inner())?;
+            may_name_users(caller.as_ref(), &req.subject, "DeleteUser by user_id")?;
+            let deletion = self.wxauth.delete_user(&req.subject, &req.reason).await?;
+            Ok(Response::new(convert::deletion(deletion)))
         })
         .await
     }
 
     async fn export_user(
         &self,
-        _request: Request<pb::ExportUserRequest>,
+        request: Request<pb::ExportUserRequest>,
     ) -> Result<Response<pb::ExportUserResponse>, Status> {
         observe("ExportUser", async move {
-            Err(Error::internal(anyhow::anyhow!("ExportUser: not built yet")).into())
+            let caller = request.extensions().get::<Admitted>().cloned();
+            let subject = requests::export_user(request.into_inner())?;
+            may_name_users(caller.as_ref(), &subject, "ExportUser by user_id")?;
+            let export = self.wxauth.export_user(&subject).await?;
+            Ok(Response::new(convert::export(export)))
         })
         .await
     }
@@ -183,12 +193,33 @@ impl AuthService for AuthApi {
 
     async fn update_profile(
         &self,
-        _request: Request<pb::UpdateProfileRequest>,
+        request: Request<pb::UpdateProfileRequest>,
     ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
         observe("UpdateProfile", async move {
-            Err(Error::internal(anyhow::anyhow!("UpdateProfile: not built yet")).into())
+            let req = requests::update_profile(request.into_inner())?;
+            let user = self
+                .wxauth
+                .update_profile(&req.session_token, &req.profile)
+                .await?;
+            Ok(Response::new(pb::UpdateProfileResponse {
+                user: Some(user_to_proto(user)),
+            }))
         })
         .await
+    }
+}
+
+/// Naming a user by id acts on someone else's account: with `[[callers]]`
+/// only an operator (`operator = true`) may; without, the port is open
+/// (plain mode) and so is this. A session token speaks for its own user.
+fn may_name_users(caller: Option<&Admitted>, subject: &Subject, what: &'static str) -> Result<()> {
+    match (caller, subject) {
+        (Some(caller), Subject::UserId(_)) if !caller.operator => {
+            tracing::warn!(caller = %caller.name, method = what, "caller refused: not an operator");
+            crate::domain::metrics::caller_refused("CALLER_FORBIDDEN", what);
+            Err(Error::CallerForbidden { method: what })
+        }
+        _ => Ok(()),
     }
 }
 

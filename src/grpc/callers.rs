@@ -5,7 +5,10 @@
 //! SHA-256 fingerprint, or a DNS name in its subjectAltName) or by an API key
 //! (`authorization: Bearer KEY`, hashed and compared in constant time with
 //! every configured hash). No match: UNAUTHENTICATED `CALLER_UNKNOWN`; a
-//! caller outside its policy: PERMISSION_DENIED `CALLER_FORBIDDEN`. Health
+//! caller outside its policy: PERMISSION_DENIED `CALLER_FORBIDDEN`. The
+//! admitted caller goes into the request's extensions ([`Admitted`]), where
+//! handlers find whether it is an operator (`operator = true`: it may name
+//! users by id in DeleteUser and ExportUser). Health
 //! and reflection are other services and never pass through here. Without
 //! `[[callers]]` the wrapper is not installed, so plain mode pays nothing.
 use std::sync::Arc;
@@ -53,9 +56,18 @@ pub struct Callers {
     by_dns_name: bool,
 }
 
+/// A caller the policy admitted, in the request's extensions.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    pub name: Arc<str>,
+    /// May name users by id (DeleteUser, ExportUser).
+    pub operator: bool,
+}
+
 #[derive(Debug)]
 struct Caller {
     name: Arc<str>,
+    operator: bool,
     cert_hashes: Vec<Sha256Digest>,
     dns_name: Option<String>,
     /// Bit `i` set: may call `METHODS[i]`.
@@ -112,8 +124,8 @@ impl Callers {
         self.by_fingerprint || self.by_dns_name
     }
 
-    /// The caller's name if it may make this request.
-    pub fn authorize<B>(&self, request: &http::Request<B>) -> Result<Arc<str>, Refusal> {
+    /// The caller if it may make this request.
+    pub fn authorize<B>(&self, request: &http::Request<B>) -> Result<Admitted, Refusal> {
         let method = method(request.uri().path());
         let refuse = |error, caller| Refusal {
             error,
@@ -129,7 +141,10 @@ impl Callers {
                 Some(caller.name.clone()),
             )),
             // An unknown method is left to the service: UNIMPLEMENTED.
-            _ => Ok(caller.name.clone()),
+            _ => Ok(Admitted {
+                name: caller.name.clone(),
+                operator: caller.operator,
+            }),
         }
     }
 
@@ -206,6 +221,7 @@ fn caller(entry: &CallerEntry, client_ca: bool) -> anyhow::Result<Caller> {
         .collect::<anyhow::Result<_>>()?;
     Ok(Caller {
         name: entry.name.as_str().into(),
+        operator: entry.operator,
         cert_hashes,
         dns_name: entry.cert_dns_name.as_ref().map(|n| n.to_ascii_lowercase()),
         methods,

@@ -112,7 +112,7 @@ pub fn wechat_response(body: &[u8]) {
 }
 
 /// The request messages, as the first byte of a [`request`] input picks them.
-pub const REQUEST_KINDS: u8 = 6;
+pub const REQUEST_KINDS: u8 = 9;
 
 /// Request validation on any bytes: the first byte picks the message, the
 /// rest is decoded as protobuf as tonic does. Never panics, and every
@@ -138,13 +138,47 @@ pub fn request(input: &[u8]) {
                 }
             }
         }
-        _ => {
+        5 => {
             if let Some(r) = decoded::<pb::GetAccessTokenRequest>(bytes) {
                 if let Ok(app_id) = requests::get_access_token(r) {
                     assert!(app_id.as_str().len() <= limits::APP_ID_MAX);
                 }
             }
         }
+        6 => {
+            if let Some(Ok(req)) = decoded(bytes).map(requests::delete_user) {
+                let reason = req.reason.as_str();
+                assert!(reason.chars().count() <= limits::REASON_MAX);
+                assert!(!reason.chars().any(char::is_control));
+                subject_within_limits(&req.subject);
+            }
+        }
+        7 => {
+            if let Some(Ok(subject)) = decoded(bytes).map(requests::export_user) {
+                subject_within_limits(&subject);
+            }
+        }
+        _ => {
+            if let Some(Ok(req)) = decoded(bytes).map(requests::update_profile) {
+                let profile = req.profile.profile();
+                assert!(profile.nickname.is_some() || profile.avatar_url.is_some());
+                if let Some(nickname) = &profile.nickname {
+                    assert!((1..=limits::NICKNAME_MAX).contains(&nickname.chars().count()));
+                }
+                if let Some(url) = &profile.avatar_url {
+                    assert!(url.len() <= limits::AVATAR_URL_MAX && url.starts_with("https://"));
+                }
+            }
+        }
+    }
+}
+
+/// DeleteUser's and ExportUser's subject, as accepted.
+fn subject_within_limits(subject: &crate::domain::input::Subject) {
+    use crate::domain::input::Subject;
+    match subject {
+        Subject::Own(token) => assert!(token.expose().len() <= limits::SESSION_TOKEN_MAX),
+        Subject::UserId(id) => assert!(!id.is_empty() && id.len() <= limits::USER_KEY_MAX),
     }
 }
 

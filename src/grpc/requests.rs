@@ -4,7 +4,7 @@
 //! its path in the message.
 use super::pb;
 use crate::domain::error::{Error, Result};
-use crate::domain::input::{AppId, Code, PhoneNumber, SessionToken};
+use crate::domain::input::{AppId, Code, PhoneNumber, ProfileUpdate, Reason, SessionToken, Subject};
 use crate::domain::validation::{self, CipherFields};
 use crate::login::user_info::UserInfoInput;
 use crate::login::ExchangeOptions;
@@ -54,6 +54,7 @@ pub fn exchange_code(req: pb::ExchangeCodeRequest) -> Result<Exchange> {
         options: ExchangeOptions {
             user_info,
             attach_to: None,
+            restore_user: req.restore_user,
         },
         phone,
     })
@@ -130,4 +131,59 @@ pub fn find_users(req: pb::FindUsersRequest) -> Result<UserKey> {
 /// GetAccessToken's input: the app.
 pub fn get_access_token(req: pb::GetAccessTokenRequest) -> Result<AppId> {
     AppId::parse("app_id", req.app_id)
+}
+
+/// DeleteUser's input: whose account, and why.
+#[derive(Debug)]
+pub struct Delete {
+    pub subject: Subject,
+    pub reason: Reason,
+}
+
+/// The subject of DeleteUser and ExportUser: a session token or a user id.
+fn subject(token: Option<String>, user_id: Option<String>) -> Result<Subject> {
+    match (token, user_id) {
+        (Some(token), _) => Ok(Subject::Own(session_token(token)?)),
+        (None, Some(user_id)) => {
+            validation::user_key("user_id", &user_id)?;
+            Ok(Subject::UserId(user_id))
+        }
+        (None, None) => Err(Error::invalid("subject", "session_token or user_id is required")),
+    }
+}
+
+pub fn delete_user(req: pb::DeleteUserRequest) -> Result<Delete> {
+    use pb::delete_user_request::Subject as S;
+    let (token, user_id) = match req.subject {
+        Some(S::SessionToken(t)) => (Some(t), None),
+        Some(S::UserId(u)) => (None, Some(u)),
+        None => (None, None),
+    };
+    Ok(Delete {
+        subject: subject(token, user_id)?,
+        reason: Reason::parse("reason", req.reason)?,
+    })
+}
+
+pub fn export_user(req: pb::ExportUserRequest) -> Result<Subject> {
+    use pb::export_user_request::Subject as S;
+    match req.subject {
+        Some(S::SessionToken(t)) => subject(Some(t), None),
+        Some(S::UserId(u)) => subject(None, Some(u)),
+        None => subject(None, None),
+    }
+}
+
+/// UpdateProfile's input.
+#[derive(Debug)]
+pub struct Update {
+    pub session_token: SessionToken,
+    pub profile: ProfileUpdate,
+}
+
+pub fn update_profile(req: pb::UpdateProfileRequest) -> Result<Update> {
+    Ok(Update {
+        session_token: session_token(req.session_token)?,
+        profile: ProfileUpdate::parse(req.nickname, req.avatar_url)?,
+    })
 }

@@ -17,9 +17,11 @@ pub fn code(e: &Error) -> Code {
         | Error::PhoneCodeInvalid
         | Error::PhoneCodeUsed
         | Error::UserInfoInvalid => Code::InvalidArgument,
-        Error::SessionKeyStale | Error::PhoneDataExpired | Error::PhoneDataInvalid => {
-            Code::FailedPrecondition
-        }
+        Error::SessionKeyStale
+        | Error::PhoneDataExpired
+        | Error::PhoneDataInvalid
+        | Error::UserDeletionPending { .. } => Code::FailedPrecondition,
+        Error::UserNotFound => Code::NotFound,
         Error::UserBlocked
         | Error::PhoneCodeMismatch
         | Error::PhoneRequired
@@ -43,7 +45,14 @@ impl From<Error> for tonic::Status {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let mut details = ErrorDetails::new();
-        details.set_error_info(e.reason(), DOMAIN, []);
+        let metadata: std::collections::HashMap<String, String> = match &e {
+            // When the account goes: the client can tell the user.
+            Error::UserDeletionPending { delete_at } => {
+                [("delete_at".to_owned(), rfc3339(*delete_at))].into()
+            }
+            _ => Default::default(),
+        };
+        details.set_error_info(e.reason(), DOMAIN, metadata);
         match &e {
             Error::InvalidArgument { field, description } => {
                 details.add_bad_request_violation(*field, description.clone());
@@ -59,6 +68,12 @@ impl From<Error> for tonic::Status {
         }
         tonic::Status::with_error_details(code(&e), e.to_string(), details)
     }
+}
+
+/// Unix milliseconds as RFC 3339 UTC, e.g. `2026-12-08T10:00:00.000Z`.
+fn rfc3339(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 #[cfg(test)]
@@ -102,6 +117,8 @@ mod tests {
             Error::UserInfoInvalid,
             Error::PhoneRequired,
             Error::LoginCodeMismatch,
+            Error::UserDeletionPending { delete_at: 0 },
+            Error::UserNotFound,
             Error::StoreUnavailable,
             Error::CallerUnknown,
             Error::CallerForbidden {
@@ -132,6 +149,8 @@ mod tests {
                 | Error::UserInfoInvalid
                 | Error::PhoneRequired
                 | Error::LoginCodeMismatch
+                | Error::UserDeletionPending { .. }
+                | Error::UserNotFound
                 | Error::StoreUnavailable
                 | Error::CallerUnknown
                 | Error::CallerForbidden { .. }
@@ -212,6 +231,17 @@ mod tests {
     fn grpc_code_names_are_screaming_snake_case() {
         assert_eq!(code_name(Code::DeadlineExceeded), "DEADLINE_EXCEEDED");
         assert_eq!(code_name(Code::Internal), "INTERNAL");
+    }
+
+    #[test]
+    fn a_pending_deletion_says_when_in_rfc3339() {
+        let status = tonic::Status::from(Error::UserDeletionPending {
+            delete_at: 1_700_000_000_123,
+        });
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "USER_DELETION_PENDING");
+        assert_eq!(info.metadata["delete_at"], "2023-11-14T22:13:20.123Z");
     }
 
     #[test]

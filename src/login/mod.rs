@@ -38,6 +38,12 @@ fn new_user_id() -> String {
     format!("usr_{}", hex::encode(random_bytes::<12>()))
 }
 
+/// A session's public id: random (OS CSPRNG), never derived from the
+/// session id, so knowing it gives nothing towards a token.
+fn new_public_id() -> String {
+    hex::encode(random_bytes::<16>())
+}
+
 /// What may come with a code besides the code itself.
 #[derive(Clone, Debug, Default)]
 pub struct ExchangeOptions {
@@ -45,6 +51,8 @@ pub struct ExchangeOptions {
     pub user_info: Option<UserInfoInput>,
     /// Reuse this live session of the user instead of issuing one.
     pub attach_to: Option<SessionId>,
+    /// Cancel the user's pending deletion and log in (`restore_user`).
+    pub restore_user: bool,
 }
 
 /// Logins: wx.login codes exchanged once each (see the module docs).
@@ -196,7 +204,7 @@ impl Logins {
         let result = match result {
             Ok(profile) => {
                 let profile = options.user_info.as_ref().map(|_| profile);
-                self.login(app, &exchange, code_hash, profile.as_ref(), options.attach_to)
+                self.login(app, &exchange, code_hash, profile.as_ref(), options)
                     .await
             }
             Err(e) => Err(e),
@@ -217,7 +225,7 @@ impl Logins {
         exchange: &WechatSession,
         code_hash: &str,
         profile: Option<&Profile>,
-        attach_to: Option<SessionId>,
+        options: &ExchangeOptions,
     ) -> Result<LoginOutcome> {
         let (sealed, session_key_mac) = seal_for_user(&self.keys, app.id(), exchange);
         let record = self
@@ -230,9 +238,11 @@ impl Logins {
                 now: self.clock.now_ms(),
                 new_user_id: new_user_id(),
                 new_session_id: SessionId::random(),
+                new_session_public_id: new_public_id(),
+                restore: options.restore_user,
                 policy: app.policy,
                 profile,
-                attach_to,
+                attach_to: options.attach_to,
             })
             .await?;
         if record.created {

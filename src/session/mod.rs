@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::access_token::AccessTokens;
 use crate::domain::apps::Apps;
-use crate::domain::at_rest::open_session_keys;
+use crate::domain::at_rest::{open_session_keys, open_user};
 use crate::domain::clock::Clock;
 use crate::domain::crypto::{ServerKeys, SessionId, TOKEN_LEN};
 use crate::domain::error::{Error, Result};
@@ -214,6 +214,15 @@ impl Sessions {
             None => self.note_use(session.clone(), &AtomicI64::new(session.last_seen_at)),
         };
         Ok((session, user))
+    }
+
+    /// The session behind a token and its user, live or not (DeleteUser's
+    /// retry with the token the deletion revoked). TOKEN_INVALID when the
+    /// token is not ours or its session is gone.
+    pub async fn token_session(&self, token: &SessionToken) -> Result<(Session, User)> {
+        let id = self.parse_token(token)?;
+        let (session, user) = self.store.session(id).await?.ok_or(Error::TokenInvalid)?;
+        Ok((session, open_user(&self.keys, user)))
     }
 
     /// Idle-expiry bookkeeping, throttled: at most one record per session

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{
-    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys, Session,
-    TokenPolicy, User,
+    Deletion, DeletionRequest, Phone, PhoneBinding, PhoneHistoryEntry, Profile, SealedAccessToken,
+    SealedExchange, SealedPhone, SealedSessionKeys, Session, SessionRecord, TokenPolicy, User,
 };
 
 pub use postgres::PgStore;
@@ -141,12 +141,41 @@ pub struct NewLogin<'a> {
     pub new_user_id: String,
     /// Used if no session in the login window can be reused.
     pub new_session_id: SessionId,
+    /// The public id of that new session (random, not derived from its id).
+    pub new_session_public_id: String,
+    /// Cancel the user's pending deletion, if any, and log in (ExchangeCode's
+    /// `restore_user`). Without it, a pending deletion fails the login with
+    /// [`Error::UserDeletionPending`].
+    pub restore: bool,
     pub policy: TokenPolicy,
     /// Verified profile data to store with the login.
     pub profile: Option<&'a Profile>,
     /// Reuse this session of the user (BindPhone's login_code) instead of
     /// creating one, if it is still alive.
     pub attach_to: Option<SessionId>,
+}
+
+/// What a login does about the user's pending deletion; decided the same
+/// way by both backends, inside the login's transaction.
+#[derive(Debug, PartialEq, Eq)]
+enum PendingLogin {
+    /// No deletion pending: log in.
+    Proceed,
+    /// The deletion is due: erase the user first; the login registers a new one.
+    Erase,
+    /// Cancel the deletion, then log in.
+    Restore,
+}
+
+fn pending_login(delete_at: Option<i64>, now: i64, restore: bool) -> Result<PendingLogin> {
+    match delete_at {
+        None => Ok(PendingLogin::Proceed),
+        // The cooling-off period is over: the account is gone, whatever the
+        // janitor has got to, and cannot be restored any more.
+        Some(at) if at <= now => Ok(PendingLogin::Erase),
+        Some(_) if restore => Ok(PendingLogin::Restore),
+        Some(delete_at) => Err(Error::UserDeletionPending { delete_at }),
+    }
 }
 
 #[derive(Debug)]
@@ -186,7 +215,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release_code(&self, code_hash: &str, exchange: Option<&SealedExchange>) -> Result<()>;
 
     /// Upserts the user, reuses a session from the login window or creates
-    /// one, and marks the code done: one transaction, race-free.
+    /// one, and marks the code done: one transaction, race-free. A user
+    /// whose deletion is pending fails it with [`Error::UserDeletionPending`]
+    /// (changing nothing) unless `restore` cancels the deletion in the same
+    /// transaction; one whose deletion is due is erased first and the login
+    /// registers a new user.
     async fn login(&self, login: NewLogin<'_>) -> Result<LoginRecord>;
 
     /// A session and its user.
@@ -226,6 +259,44 @@ pub trait Store: Send + Sync + 'static {
     /// A user by WeChat's identity in one app (for WeChat's own pushes,
     /// which name the user by openid; never for a caller's openid).
     async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User<Sealed>>>;
+
+    /// Schedules a user's deletion, in one transaction: revokes every live
+    /// session, sets the user's `delete_at`, and writes the deletion record.
+    /// Idempotent: a repeated request answers the existing record, moving
+    /// its `delete_at` only earlier (then with the new requester and reason).
+    /// For a user already erased, the record; `None` when neither a user nor
+    /// a record has this id.
+    async fn schedule_deletion(
+        &self,
+        user_id: &str,
+        request: DeletionRequest<'_>,
+    ) -> Result<Option<Deletion>>;
+
+    /// Erases a user whose deletion is due (`delete_at <= now`), in one
+    /// transaction: their sessions, phone history, phone-code memos, phone
+    /// lookups, the code claims that point to their sessions or hold their
+    /// openid, and the user row; marks the record erased. False (nothing
+    /// done) when no deletion of the user is due, e.g. it was cancelled.
+    /// SQLite also rewrites the freed pages and empties the WAL, so that
+    /// no file keeps a copy (`secure_delete`, a TRUNCATE checkpoint).
+    async fn erase_user(&self, user_id: &str, now: i64) -> Result<bool>;
+
+    /// Users whose deletion is due, the most overdue first, at most `limit`.
+    async fn due_deletions(&self, now: i64, limit: u32) -> Result<Vec<String>>;
+
+    /// The deletion record of a user: pending, erased, or `None`.
+    async fn deletion(&self, user_id: &str) -> Result<Option<Deletion>>;
+
+    /// Deletes at most `limit` deletion records erased before `before`, the
+    /// oldest first; returns how many. Call again while it returns `limit`:
+    /// small batches hold no long locks.
+    async fn purge_deletion_records(&self, before: i64, limit: u32) -> Result<u64>;
+
+    /// A user's sessions, live or not, newest first (at most 1,000).
+    async fn user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>>;
+
+    /// The numbers a user had before the current one, oldest first (at most 1,000).
+    async fn phone_history(&self, user_id: &str) -> Result<Vec<PhoneHistoryEntry<Sealed>>>;
 
     /// The session_keys held for a user.
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys>;
@@ -321,6 +392,9 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Arc<dyn Store
     }
 }
 
+/// Most rows an export reads per table.
+const EXPORT_LIMIT: i64 = 1_000;
+
 /// Turns a stored failure reason back into the error it came from.
 pub fn failure_error(reason: &str) -> Error {
     match reason {
@@ -328,5 +402,22 @@ pub fn failure_error(reason: &str) -> Error {
         "CODE_USED" => Error::CodeUsed,
         "USER_BLOCKED" => Error::UserBlocked,
         other => Error::internal(anyhow::anyhow!("stored code failure {other}")),
+    }
+}
+
+#[cfg(test)]
+mod pending_login_tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_deletion_fails_a_login_restores_on_request_and_erases_when_due() {
+        assert_eq!(pending_login(None, 10, false).unwrap(), PendingLogin::Proceed);
+        assert!(matches!(
+            pending_login(Some(11), 10, false),
+            Err(Error::UserDeletionPending { delete_at: 11 })
+        ));
+        assert_eq!(pending_login(Some(11), 10, true).unwrap(), PendingLogin::Restore);
+        assert_eq!(pending_login(Some(10), 10, true).unwrap(), PendingLogin::Erase);
+        assert_eq!(pending_login(Some(9), 10, false).unwrap(), PendingLogin::Erase);
     }
 }

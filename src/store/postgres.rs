@@ -9,12 +9,13 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::rows::{SessionRow, UserRow, SESSION_COLUMNS, UPSERT_USER, USER_COLUMNS};
 use super::rows::{SessionUserRow, SESSION_USER_COLUMNS};
+use super::{pending_login, PendingLogin};
 use super::{shared, ChangeSink, Claim, LoginRecord, NewLogin, PhoneClaim, PoolSettings, Store, Touch};
 use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::Result;
 use crate::domain::model::{
-    Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys, Session,
-    User,
+    Deletion, DeletionRequest, Phone, PhoneBinding, PhoneHistoryEntry, Profile, SealedAccessToken,
+    SealedExchange, SealedPhone, SealedSessionKeys, Session, SessionRecord, User,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -107,6 +108,7 @@ impl Store for PgStore {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
             .await?;
+        settle_pending_deletion(&mut tx, &l).await?;
         let user = upsert_user(&mut tx, &l).await?;
         let created = user.user_id == l.new_user_id;
         let user = match l.profile {
@@ -211,6 +213,38 @@ impl Store for PgStore {
         shared::postgres::user_by_openid(&self.pool, app_id, openid).await
     }
 
+    async fn schedule_deletion(
+        &self,
+        user_id: &str,
+        request: DeletionRequest<'_>,
+    ) -> Result<Option<Deletion>> {
+        shared::postgres::schedule_deletion(&self.pool, user_id, request).await
+    }
+
+    async fn erase_user(&self, user_id: &str, now: i64) -> Result<bool> {
+        shared::postgres::erase_user(&self.pool, user_id, now).await
+    }
+
+    async fn due_deletions(&self, now: i64, limit: u32) -> Result<Vec<String>> {
+        shared::postgres::due_deletions(&self.pool, now, limit).await
+    }
+
+    async fn deletion(&self, user_id: &str) -> Result<Option<Deletion>> {
+        shared::postgres::deletion(&self.pool, user_id).await
+    }
+
+    async fn purge_deletion_records(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::postgres::purge_deletion_records(&self.pool, before, limit).await
+    }
+
+    async fn user_sessions(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
+        shared::postgres::user_sessions(&self.pool, user_id).await
+    }
+
+    async fn phone_history(&self, user_id: &str) -> Result<Vec<PhoneHistoryEntry<Sealed>>> {
+        shared::postgres::phone_history(&self.pool, user_id).await
+    }
+
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::postgres::session_keys(&self.pool, user_id).await
     }
@@ -308,6 +342,40 @@ impl Store for PgStore {
 
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
+/// Locks the user's row, if there is one, and deals with a pending
+/// deletion (see [`pending_login`]): a deletion scheduled concurrently
+/// either committed before this lock (and is seen) or waits for the login
+/// to commit, then revokes its session.
+async fn settle_pending_deletion(tx: &mut Tx, l: &NewLogin<'_>) -> Result<()> {
+    let found: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT user_id, delete_at FROM users WHERE app_id = $1 AND openid = $2 FOR UPDATE")
+            .bind(l.app_id)
+            .bind(&l.wechat.openid)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((user_id, delete_at)) = found else {
+        return Ok(());
+    };
+    match pending_login(delete_at, l.now, l.restore)? {
+        PendingLogin::Proceed => {}
+        PendingLogin::Erase => {
+            shared::postgres::erase_rows(tx, &user_id, l.now).await?;
+        }
+        PendingLogin::Restore => {
+            // The deletion is cancelled: its record goes (nothing was deleted).
+            sqlx::query("DELETE FROM user_deletions WHERE user_id = $1 AND erased_at IS NULL")
+                .bind(&user_id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("UPDATE users SET delete_at = NULL WHERE user_id = $1")
+                .bind(&user_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Inserts the user or updates it from WeChat's answer, rotating the
 /// session_key into prev_session_key when it changed. Locks the row.
 ///
@@ -353,14 +421,15 @@ async fn window_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<
 
 async fn insert_session(tx: &mut Tx, user_id: &str, l: &NewLogin<'_>) -> Result<SessionRow> {
     let row = sqlx::query_as(&format!(
-        "INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
-         VALUES ($1, $2, $3, $4, $4, $5) RETURNING {SESSION_COLUMNS}"
+        "INSERT INTO sessions (id, public_id, user_id, app_id, created_at, last_seen_at, expires_at)
+         VALUES ($1, $6, $2, $3, $4, $4, $5) RETURNING {SESSION_COLUMNS}"
     ))
     .bind(l.new_session_id.to_hex())
     .bind(user_id)
     .bind(l.app_id)
     .bind(l.now)
     .bind(l.now.saturating_add(l.policy.lifetime_ms))
+    .bind(&l.new_session_public_id)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row)

@@ -7,7 +7,8 @@ use super::CodeState;
 use crate::domain::crypto::{Sealed, SessionId};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{
-    Phone, SealedAccessToken, SealedExchange, SealedSessionKeys, Session, UnixSeconds, User,
+    Deletion, Phone, PhoneHistoryEntry, Requester, SealedAccessToken, SealedExchange, SealedSessionKeys,
+    Session, SessionRecord, UnixSeconds, User,
 };
 
 /// What a login's user upsert changes on a known user, in both dialects:
@@ -219,4 +220,77 @@ impl From<AccessTokenRow> for SealedAccessToken {
 pub(super) struct PhoneRow {
     pub(super) phone_number: Option<String>,
     pub(super) phone_index: Option<String>,
+}
+
+pub(super) const DELETION_COLUMNS: &str =
+    "user_id, app_id, requested_by, reason, requested_at, delete_at, erased_at";
+
+#[derive(FromRow)]
+pub(super) struct DeletionRow {
+    user_id: String,
+    app_id: String,
+    requested_by: String,
+    reason: String,
+    requested_at: i64,
+    delete_at: i64,
+    erased_at: Option<i64>,
+}
+
+impl TryFrom<DeletionRow> for Deletion {
+    type Error = Error;
+
+    fn try_from(r: DeletionRow) -> Result<Self> {
+        let requested_by = Requester::from_stored(&r.requested_by)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("unknown requested_by in user_deletions")))?;
+        Ok(Deletion {
+            user_id: r.user_id,
+            app_id: r.app_id,
+            requested_by,
+            reason: r.reason,
+            requested_at: r.requested_at,
+            delete_at: r.delete_at,
+            erased_at: r.erased_at,
+        })
+    }
+}
+
+/// One row of `phone_history`. The phone columns are read here only, so
+/// that sealing them at rest changes one place.
+#[derive(FromRow)]
+pub(super) struct PhoneHistoryRow {
+    phone_number: String,
+    country_code: Option<String>,
+    replaced_at: i64,
+}
+
+impl From<PhoneHistoryRow> for PhoneHistoryEntry<Sealed> {
+    fn from(r: PhoneHistoryRow) -> Self {
+        PhoneHistoryEntry {
+            phone_number: Sealed::from_stored(r.phone_number),
+            country_code: r.country_code.map(Sealed::from_stored),
+            replaced_at: r.replaced_at,
+        }
+    }
+}
+
+/// A session as ExportUser shows it.
+#[derive(FromRow)]
+pub(super) struct SessionRecordRow {
+    public_id: String,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<SessionRecordRow> for SessionRecord {
+    fn from(r: SessionRecordRow) -> Self {
+        SessionRecord {
+            public_id: r.public_id,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }
+    }
 }

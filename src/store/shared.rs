@@ -12,16 +12,17 @@ macro_rules! shared_statements {
         use crate::domain::crypto::{Sealed, SessionId};
         use crate::domain::error::Result;
         use crate::domain::model::{
-            Phone, PhoneBinding, Profile, SealedAccessToken, SealedExchange, SealedPhone, SealedSessionKeys,
-            Session, User,
+            Deletion, DeletionRequest, Phone, PhoneBinding, PhoneHistoryEntry, Profile, SealedAccessToken,
+            SealedExchange, SealedPhone, SealedSessionKeys, Session, SessionRecord, User,
         };
         use crate::store::rows::{
-            AccessTokenRow, ClaimRow, PhoneCodeRow, PhoneRow, SessionKeysRow, SessionUserRow, UserRow,
-            SESSION_USER_COLUMNS, USER_COLUMNS,
+            AccessTokenRow, ClaimRow, DeletionRow, PhoneCodeRow, PhoneHistoryRow, PhoneRow, SessionKeysRow,
+            SessionRecordRow, SessionUserRow, UserRow, DELETION_COLUMNS, SESSION_USER_COLUMNS, USER_COLUMNS,
         };
         use crate::store::{Claim, CodeState, PhoneClaim};
 
         type Pool = sqlx::Pool<$db>;
+        type Conn = <$db as sqlx::Database>::Connection;
 
         /// A session and its user, in one query (the cold path of VerifyToken).
         pub async fn session(pool: &Pool, id: SessionId) -> Result<Option<(Session, User<Sealed>)>> {
@@ -479,17 +480,179 @@ macro_rules! shared_statements {
             Ok(row.map(Into::into))
         }
 
+
         pub async fn user_by_openid(pool: &Pool, app_id: &str, openid: &str) -> Result<Option<User<Sealed>>> {
-            let row: Option<UserRow> = sqlx::query_as(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE app_id = $1 AND openid = $2"
-            ))
-            .bind(app_id)
-            .bind(openid)
-            .fetch_optional(pool)
-            .await?;
+            let row: Option<UserRow> =
+                sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = $1 AND openid = $2"))
+                    .bind(app_id)
+                    .bind(openid)
+                    .fetch_optional(pool)
+                    .await?;
             Ok(row.map(Into::into))
         }
 
+        /// See [`crate::store::Store::schedule_deletion`].
+        pub async fn schedule_deletion(
+            pool: &Pool,
+            user_id: &str,
+            r: DeletionRequest<'_>,
+        ) -> Result<Option<Deletion>> {
+            let mut tx = pool.begin().await?;
+            // The user row first: its lock (PostgreSQL) or the write lock
+            // (SQLite) serialises this with the user's logins, so no login
+            // commits a session after the revocation below.
+            let app_id: Option<String> = sqlx::query_scalar(
+                "UPDATE users SET delete_at = CASE WHEN delete_at IS NULL OR delete_at > $2
+                                                  THEN $2 ELSE delete_at END
+                 WHERE user_id = $1 RETURNING app_id",
+            )
+            .bind(user_id)
+            .bind(r.delete_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(app_id) = app_id {
+                // Every session, expired ones included: none may verify again.
+                // (PostgreSQL's trigger tells every replica's cache.)
+                sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(user_id)
+                    .bind(r.now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO user_deletions (user_id, app_id, requested_by, reason, requested_at, delete_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (user_id) DO UPDATE SET delete_at = excluded.delete_at,
+                         requested_by = excluded.requested_by, reason = excluded.reason
+                     WHERE excluded.delete_at < user_deletions.delete_at AND user_deletions.erased_at IS NULL",
+                )
+                .bind(user_id)
+                .bind(&app_id)
+                .bind(r.requested_by.as_str())
+                .bind(r.reason)
+                .bind(r.now)
+                .bind(r.delete_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let record = deletion(&mut *tx, user_id).await?;
+            tx.commit().await?;
+            Ok(record)
+        }
+
+        pub async fn deletion<'e, E>(executor: E, user_id: &str) -> Result<Option<Deletion>>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let row: Option<DeletionRow> =
+                sqlx::query_as(&format!("SELECT {DELETION_COLUMNS} FROM user_deletions WHERE user_id = $1"))
+                    .bind(user_id)
+                    .fetch_optional(executor)
+                    .await?;
+            row.map(Deletion::try_from).transpose()
+        }
+
+        /// See [`crate::store::Store::erase_user`].
+        pub async fn erase_user(pool: &Pool, user_id: &str, now: i64) -> Result<bool> {
+            let mut tx = pool.begin().await?;
+            let erased = erase_rows(&mut *tx, user_id, now).await?;
+            tx.commit().await?;
+            Ok(erased)
+        }
+
+        /// Erases a due user's rows inside the caller's transaction.
+        pub async fn erase_rows(conn: &mut Conn, user_id: &str, now: i64) -> Result<bool> {
+            // A write first, as a lock (see schedule_deletion): a login that
+            // restores the account either committed before (nothing is due
+            // any more) or waits and then registers a new user.
+            let due: Option<(String, String)> = sqlx::query_as(
+                "UPDATE users SET delete_at = delete_at
+                 WHERE user_id = $1 AND delete_at IS NOT NULL AND delete_at <= $2
+                 RETURNING app_id, openid",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let Some((app_id, openid)) = due else {
+                return Ok(false);
+            };
+            // Code claims first, while the sessions they point to still
+            // exist: done claims name the session; claims stopped after
+            // WeChat's answer hold the openid. Without them a retried old
+            // code is claimed anew and WeChat refuses it (already used). The
+            // table holds five minutes of codes: a scan is cheap.
+            sqlx::query(
+                "DELETE FROM code_exchanges
+                 WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)
+                    OR (app_id = $2 AND openid = $3)",
+            )
+            .bind(user_id)
+            .bind(&app_id)
+            .bind(&openid)
+            .execute(&mut *conn)
+            .await?;
+            for table in ["sessions", "phone_history", "phone_codes", "phone_lookups", "users"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query("UPDATE user_deletions SET erased_at = $2 WHERE user_id = $1 AND erased_at IS NULL")
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            Ok(true)
+        }
+
+        pub async fn due_deletions(pool: &Pool, now: i64, limit: u32) -> Result<Vec<String>> {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT user_id FROM users WHERE delete_at IS NOT NULL AND delete_at <= $1
+                 ORDER BY delete_at, user_id LIMIT $2",
+            )
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            Ok(ids)
+        }
+
+        pub async fn purge_deletion_records(pool: &Pool, before: i64, limit: u32) -> Result<u64> {
+            let done = sqlx::query(
+                "DELETE FROM user_deletions WHERE user_id IN (
+                     SELECT user_id FROM user_deletions WHERE erased_at IS NOT NULL AND erased_at < $1
+                     ORDER BY erased_at LIMIT $2)",
+            )
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        }
+
+        pub async fn user_sessions(pool: &Pool, user_id: &str) -> Result<Vec<SessionRecord>> {
+            let rows: Vec<SessionRecordRow> = sqlx::query_as(
+                "SELECT public_id, created_at, last_seen_at, expires_at, revoked_at FROM sessions
+                 WHERE user_id = $1 ORDER BY created_at DESC, public_id LIMIT $2",
+            )
+            .bind(user_id)
+            .bind(crate::store::EXPORT_LIMIT)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        pub async fn phone_history(pool: &Pool, user_id: &str) -> Result<Vec<PhoneHistoryEntry<Sealed>>> {
+            let rows: Vec<PhoneHistoryRow> = sqlx::query_as(
+                "SELECT phone_number, country_code, replaced_at FROM phone_history WHERE user_id = $1
+                 ORDER BY replaced_at, id LIMIT $2",
+            )
+            .bind(user_id)
+            .bind(crate::store::EXPORT_LIMIT)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
     };
 }
 

@@ -4,8 +4,11 @@
 mod access_token;
 mod callers;
 mod crash;
+mod deletion;
 mod deploy;
+mod erasure;
 mod examples;
+mod export;
 mod helpers;
 mod json_logs;
 mod key_rotation;

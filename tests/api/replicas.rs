@@ -12,11 +12,11 @@ use crate::helpers::{api_tests, reason, TestApp};
 
 /// The documented bound: a revocation on one replica reaches every other
 /// replica's VerifyToken cache within a second.
-const BOUND: Duration = Duration::from_secs(1);
+pub(crate) const BOUND: Duration = Duration::from_secs(1);
 
 /// Verifies on `replica` until it answers with `reason`; panics if that
 /// takes longer than the bound after `since`.
-async fn until_refused(replica: &TestApp, token: &str, expected: &str, since: Instant) {
+pub(crate) async fn until_refused(replica: &TestApp, token: &str, expected: &str, since: Instant) {
     loop {
         match replica.verify(token).await {
             Err(status) => {
@@ -36,7 +36,7 @@ async fn until_refused(replica: &TestApp, token: &str, expected: &str, since: In
 
 /// Verifies on `replica` for a while, so that its cache holds the token and
 /// its change feed is up (heartbeats every 250 ms).
-async fn warm(replica: &TestApp, token: &str) {
+pub(crate) async fn warm(replica: &TestApp, token: &str) {
     for _ in 0..40 {
         replica.verify(token).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;

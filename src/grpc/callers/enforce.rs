@@ -58,12 +58,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         match self.callers.authorize(&request) {
-            Ok(caller) => Checked::Admitted {
-                inner: self.inner.call(request),
-                caller: Some(caller),
-            },
+            Ok(admitted) => {
+                let caller = admitted.name.clone();
+                // For handlers that check more than the method (operators).
+                request.extensions_mut().insert(admitted);
+                Checked::Admitted {
+                    inner: self.inner.call(request),
+                    caller: Some(caller),
+                }
+            }
             Err(refusal) => Checked::Refused(Some(refusal)),
         }
     }

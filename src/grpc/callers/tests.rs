@@ -25,7 +25,7 @@ fn request(method: &str, authorization: Option<&str>) -> http::Request<()> {
     builder.body(()).unwrap()
 }
 
-fn error_of(result: Result<Arc<str>, Refusal>) -> Error {
+fn error_of(result: Result<Admitted, Refusal>) -> Error {
     result.expect_err("refused").error
 }
 
@@ -52,14 +52,15 @@ fn a_known_key_is_admitted_to_its_methods_only() {
         false,
     )
     .unwrap();
-    let name = callers
+    let admitted = callers
         .authorize(&request("ExchangeCode", Some("Bearer bff-key")))
         .unwrap();
-    assert_eq!(&*name, "bff");
-    let name = callers
+    assert_eq!(&*admitted.name, "bff");
+    assert!(!admitted.operator, "not unless configured");
+    let admitted = callers
         .authorize(&request("VerifyToken", Some("bearer orders-key")))
         .unwrap();
-    assert_eq!(&*name, "orders", "the scheme is case-insensitive");
+    assert_eq!(&*admitted.name, "orders", "the scheme is case-insensitive");
     assert!(matches!(
         error_of(callers.authorize(&request("ExchangeCode", Some("Bearer orders-key")))),
         Error::CallerForbidden {

@@ -51,6 +51,7 @@ macro_rules! contract_tests {
 
 mod access_tokens;
 mod codes;
+mod deletions;
 mod login;
 mod lookups;
 mod phone_codes;
@@ -179,6 +180,8 @@ pub fn new_login(wechat: &SealedExchange, now: i64, login_window_ms: i64) -> New
         now,
         new_user_id: format!("usr_{}", hex::encode(random_bytes::<12>())),
         new_session_id: SessionId::random(),
+        new_session_public_id: hex::encode(random_bytes::<16>()),
+        restore: false,
         policy: policy(login_window_ms),
         profile: None,
         attach_to: None,

@@ -4,9 +4,13 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt;
 use wxauth::grpc::pb::bind_phone_request::Source;
 use wxauth::grpc::pb::find_users_request::Key as FindKey;
+use wxauth::grpc::pb::{delete_user_request, export_user_request};
 use wxauth::grpc::pb::{
     BindPhoneRequest, BindPhoneResponse, CheckSessionRequest, CheckSessionResponse, EncryptedPhone,
     ExchangeCodeRequest, ExchangeCodeResponse, RevokeTokenRequest, VerifyTokenRequest, VerifyTokenResponse,
+};
+use wxauth::grpc::pb::{
+    DeleteUserRequest, DeleteUserResponse, ExportUserRequest, ExportUserResponse, UpdateProfileRequest,
 };
 use wxauth::grpc::pb::{FindUsersRequest, GetAccessTokenRequest, GetAccessTokenResponse, UnbindPhoneRequest};
 use wxauth::sim::PhoneResponse;
@@ -162,6 +166,79 @@ impl TestApp {
             .await
             .map(|r| r.into_inner().revoked)
     }
+}
+
+impl TestApp {
+    /// DeleteUser: the user's own (a token) or an operator's (`user_id:...`).
+    pub async fn delete_user(
+        &self,
+        subject: Subject<'_>,
+        reason: &str,
+    ) -> Result<DeleteUserResponse, tonic::Status> {
+        let subject = match subject {
+            Subject::Token(t) => delete_user_request::Subject::SessionToken(t.into()),
+            Subject::UserId(u) => delete_user_request::Subject::UserId(u.into()),
+        };
+        self.client
+            .clone()
+            .delete_user(DeleteUserRequest {
+                subject: Some(subject),
+                reason: reason.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn export_user(&self, subject: Subject<'_>) -> Result<ExportUserResponse, tonic::Status> {
+        let subject = match subject {
+            Subject::Token(t) => export_user_request::Subject::SessionToken(t.into()),
+            Subject::UserId(u) => export_user_request::Subject::UserId(u.into()),
+        };
+        self.client
+            .clone()
+            .export_user(ExportUserRequest {
+                subject: Some(subject),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn update_profile(
+        &self,
+        token: &str,
+        nickname: &str,
+        avatar_url: &str,
+    ) -> Result<wxauth::grpc::pb::User, tonic::Status> {
+        self.client
+            .clone()
+            .update_profile(UpdateProfileRequest {
+                session_token: token.into(),
+                nickname: nickname.into(),
+                avatar_url: avatar_url.into(),
+            })
+            .await
+            .map(|r| r.into_inner().user.unwrap())
+    }
+
+    /// ExchangeCode with `restore_user`.
+    pub async fn exchange_restoring(&self, code: &str) -> Result<ExchangeCodeResponse, tonic::Status> {
+        self.client
+            .clone()
+            .exchange_code(ExchangeCodeRequest {
+                code: code.into(),
+                restore_user: true,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+/// Whose account DeleteUser or ExportUser act on.
+#[derive(Clone, Copy, Debug)]
+pub enum Subject<'a> {
+    Token(&'a str),
+    UserId(&'a str),
 }
 
 /// The `google.rpc.ErrorInfo` reason of a status.

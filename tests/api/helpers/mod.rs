@@ -13,7 +13,7 @@ mod sim;
 pub use app::{random_server_key, TestApp, APP_ID, APP_SECRET};
 pub(crate) use backend::api_tests;
 pub use backend::Backend;
-pub use calls::{assert_error, reason};
+pub use calls::{assert_error, reason, Subject};
 pub use database::Database;
 pub use logs::captured_logs;
 pub use sim::SimControl;
