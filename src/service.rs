@@ -14,10 +14,12 @@ use crate::domain::crypto::ServerKeys;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::{AppId, Code, SessionToken};
 use crate::domain::model::{PhoneBinding, Session, StoredAccessToken, TokenPolicy, User};
+use crate::domain::privacy::PrivacyEvent;
 use crate::login::{ExchangeOptions, LoginOutcome, Logins};
 use crate::phone::{PhoneSource, Phones};
 use crate::session::{SessionCheck, SessionSettings, Sessions};
 use crate::store::Store;
+use crate::users::privacy::{self, Action, Outcome, Privacy};
 use crate::users::{UserKey, Users};
 use crate::wechat::WechatClient;
 
@@ -29,6 +31,7 @@ pub struct Wxauth {
     phones: Arc<Phones>,
     sessions: Sessions,
     users: Users,
+    privacy: Privacy,
     access_tokens: Arc<AccessTokens>,
 }
 
@@ -40,6 +43,9 @@ pub struct Settings {
     pub claim_wait: std::time::Duration,
     pub phone: PhoneSettings,
     pub token_cache: TokenCacheSettings,
+    /// How far a WeChat push's timestamp may be from now: handled privacy
+    /// events are remembered twice as long, so that a retry takes effect once.
+    pub push_max_age: std::time::Duration,
 }
 
 /// Size of the VerifyToken cache.
@@ -76,6 +82,7 @@ impl Wxauth {
             claim_wait,
             phone,
             token_cache,
+            push_max_age,
         } = settings;
         // Refreshes are leased for as long as a code claim is waited for.
         let access_tokens = Arc::new(AccessTokens::new(
@@ -121,6 +128,7 @@ impl Wxauth {
             sessions.user_changes(),
         ));
         let users = Users::new(store.clone(), apps.clone());
+        let privacy = Privacy::new(store.clone(), clock.clone(), sessions.user_changes(), push_max_age * 2);
         Self {
             store,
             apps,
@@ -129,6 +137,7 @@ impl Wxauth {
             phones,
             sessions,
             users,
+            privacy,
             access_tokens,
         }
     }
@@ -228,5 +237,54 @@ impl Wxauth {
         let app = self.apps.resolve(app_id)?;
         let token = self.access_tokens.current(app).await?;
         Ok((app.id().to_owned(), token))
+    }
+
+    /// A WeChat privacy event, verified by the push endpoint, about a user
+    /// of `app_id`: runs what it calls for ([`privacy::actions`]), once
+    /// however often WeChat delivers it. An event for a user wxauth does
+    /// not know (never logged in, or deleted) has nothing to do.
+    pub async fn privacy_event(&self, app_id: &str, event: &PrivacyEvent) -> Result<Outcome> {
+        let actions = privacy::actions(&event.kind);
+        if actions.is_empty() {
+            return Ok(Outcome::Nothing("no action for this event"));
+        }
+        let Some(openid) = &event.openid else {
+            return Ok(Outcome::Nothing("the event names no OpenID"));
+        };
+        if self.privacy.is_repeat(app_id, event) {
+            return Ok(Outcome::Repeat);
+        }
+        let Some(user) = self.privacy.user(app_id, openid).await? else {
+            return Ok(Outcome::Nothing("no such user"));
+        };
+        for action in &actions {
+            match action {
+                Action::EraseProfile => self.privacy.erase_profile(&user).await?,
+                Action::UnbindPhone => self.unbind_phone_for_wechat(&user).await?,
+                Action::DeleteUser => self.delete_user_for_wechat(&user).await?,
+            }
+        }
+        // Only once every action succeeded: after a failure WeChat's retry
+        // runs them again (each is idempotent).
+        self.privacy.remember(app_id, event);
+        Ok(Outcome::Done(actions))
+    }
+
+    /// WeChat says the user withdrew the phone authorisation: unbind it and
+    /// erase its history. Wired at merge to UnbindPhone's facade method
+    /// (by user_id).
+    async fn unbind_phone_for_wechat(&self, _user: &User) -> Result<()> {
+        Err(Error::internal(anyhow::anyhow!(
+            "unbinding a phone for a WeChat privacy event is wired at merge"
+        )))
+    }
+
+    /// WeChat says the WeChat account is gone: delete the user at once
+    /// (requested_by = wechat), whatever `--deletion-delay` says. Wired at
+    /// merge to DeleteUser's facade method.
+    async fn delete_user_for_wechat(&self, _user: &User) -> Result<()> {
+        Err(Error::internal(anyhow::anyhow!(
+            "deleting a user for a WeChat privacy event is wired at merge"
+        )))
     }
 }

@@ -218,6 +218,13 @@ pub trait Store: Send + Sync + 'static {
     /// A user by id.
     async fn user(&self, user_id: &str) -> Result<Option<User>>;
 
+    /// The user WeChat knows as `openid` in an app (for WeChat's privacy
+    /// events, which name users by openid).
+    async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User>>;
+
+    /// Erases a user's nickname and avatar; `None` if there is no such user.
+    async fn erase_profile(&self, user_id: &str, now: i64) -> Result<Option<User>>;
+
     /// The session_keys held for a user.
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys>;
 

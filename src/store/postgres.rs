@@ -202,6 +202,14 @@ impl Store for PgStore {
         shared::postgres::user(&self.pool, user_id).await
     }
 
+    async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User>> {
+        shared::postgres::user_by_openid(&self.pool, app_id, openid).await
+    }
+
+    async fn erase_profile(&self, user_id: &str, now: i64) -> Result<Option<User>> {
+        shared::postgres::erase_profile(&self.pool, user_id, now).await
+    }
+
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::postgres::session_keys(&self.pool, user_id).await
     }

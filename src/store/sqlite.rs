@@ -329,6 +329,14 @@ impl Store for SqliteStore {
         shared::sqlite::user(&self.pool, user_id).await
     }
 
+    async fn user_by_openid(&self, app_id: &str, openid: &str) -> Result<Option<User>> {
+        shared::sqlite::user_by_openid(&self.pool, app_id, openid).await
+    }
+
+    async fn erase_profile(&self, user_id: &str, now: i64) -> Result<Option<User>> {
+        shared::sqlite::erase_profile(&self.writer, user_id, now).await
+    }
+
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::sqlite::session_keys(&self.pool, user_id).await
     }

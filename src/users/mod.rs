@@ -1,5 +1,9 @@
 //! [`Users`], FindUsers: internal services look users up by unionid (one
-//! person across mini programs) or by user_id; never by openid.
+//! person across mini programs) or by user_id; never by openid. And
+//! [`privacy`]: WeChat's privacy events, which name users by openid (the
+//! only lookup by openid, for a verified push).
+pub mod privacy;
+
 use std::sync::Arc;
 
 use crate::domain::apps::Apps;

@@ -16,7 +16,7 @@ mod fields;
 use crate::domain::crypto::push::{decrypt, signature_matches, PushKey};
 use crate::domain::privacy::{PrivacyEvent, PrivacyKind};
 
-pub use fields::{detect, Fields};
+pub use fields::{detect, parse as parse_fields, Fields};
 
 /// The largest body accepted. A privacy event is under 1 KiB; safe mode
 /// makes it about 1.4×, compatible mode 3×.

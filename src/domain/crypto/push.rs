@@ -46,6 +46,13 @@ impl PushKey {
         Some(Self(Secret::new(raw.try_into().ok()?)))
     }
 
+    /// 43 characters that decode to this key (the console's own, up to the
+    /// unused bits of the last character), for the in-process simulator,
+    /// which must push with the same key.
+    pub fn to_encoding_aes_key(&self) -> String {
+        STANDARD.encode(self.bytes()).trim_end_matches('=').to_owned()
+    }
+
     fn bytes(&self) -> &[u8; 32] {
         self.0.expose()
     }
@@ -237,6 +244,10 @@ mod tests {
         assert!(PushKey::from_encoding_aes_key("").is_none());
         // Trailing bits set in the last character are WeChat's to choose.
         assert!(PushKey::from_encoding_aes_key(&format!("{}B", &ZERO_KEY[..42])).is_some());
+        // The console's key may set those bits; the re-encoding clears them.
+        let again = key(V5_KEY).to_encoding_aes_key();
+        assert_eq!(key(&again).bytes(), key(V5_KEY).bytes());
+        assert_eq!(again.len(), AES_KEY_CHARS);
     }
 
     #[test]
