@@ -128,7 +128,12 @@ impl Wxauth {
             sessions.user_changes(),
         ));
         let users = Users::new(store.clone(), apps.clone());
-        let privacy = Privacy::new(store.clone(), clock.clone(), sessions.user_changes(), push_max_age * 2);
+        let privacy = Privacy::new(
+            store.clone(),
+            clock.clone(),
+            sessions.user_changes(),
+            push_max_age * 2,
+        );
         Self {
             store,
             apps,

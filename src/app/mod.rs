@@ -25,9 +25,9 @@ use crate::domain::crypto::{random_bytes, ServerKeys};
 use crate::domain::listener::{ConnLimits, Listener, TrackLayer};
 use crate::domain::model::TokenPolicy;
 use crate::domain::model::CODE_TTL_MS;
+use crate::domain::secret::Secret;
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
 use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
-use crate::domain::secret::Secret;
 use crate::sim::{PushFormat, PushMode, PushTarget, Simulator};
 use crate::store;
 use crate::wechat::client::{AppCredentials, RetryPolicy};
@@ -356,14 +356,13 @@ fn wire_simulated_push(sim: &Simulator, app: &mut App, addr: SocketAddr) {
             format: PushFormat::Json,
         },
     );
-    tracing::info!(
-        "the simulator's POST /sim/push delivers to this wxauth's push listener"
-    );
+    tracing::info!("the simulator's POST /sim/push delivers to this wxauth's push listener");
 }
 
 /// The apps of the configuration file, or the one of `--app-id` and `WXAUTH_APP_SECRET`.
 fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
-    if !config.apps.is_empty() && (config.wechat_push_token.is_some() || config.wechat_push_aes_key.is_some()) {
+    if !config.apps.is_empty() && (config.wechat_push_token.is_some() || config.wechat_push_aes_key.is_some())
+    {
         bail!(
             "WXAUTH_WECHAT_PUSH_TOKEN and WXAUTH_WECHAT_PUSH_AES_KEY are for the app given by flags: \
              with [[apps]], set push_token_env or push_token_file and push_aes_key_env or \

@@ -7,11 +7,11 @@ use anyhow::bail;
 use super::file::AppEntry;
 use super::Config;
 use crate::domain::apps::{App, AppCredentials, PushCredentials};
-use crate::domain::crypto::push::PushKey;
-use crate::domain::secret::Secret;
 use crate::domain::clock::ms;
+use crate::domain::crypto::push::PushKey;
 use crate::domain::limits::{LimitConfig, Limits};
 use crate::domain::model::TokenPolicy;
+use crate::domain::secret::Secret;
 
 impl Config {
     /// An app with the top-level settings of `config`.
@@ -42,8 +42,14 @@ impl Config {
         let (token, key) = entry.push_secrets()?;
         let id = &entry.app_id;
         let push = push_credentials(
-            (&format!("app {id}: push_token_env/push_token_file"), token.as_ref()),
-            (&format!("app {id}: push_aes_key_env/push_aes_key_file"), key.as_ref()),
+            (
+                &format!("app {id}: push_token_env/push_token_file"),
+                token.as_ref(),
+            ),
+            (
+                &format!("app {id}: push_aes_key_env/push_aes_key_file"),
+                key.as_ref(),
+            ),
         )?;
         Ok(App {
             push,

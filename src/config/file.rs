@@ -63,7 +63,12 @@ impl AppEntry {
     /// The app's secret, from its environment variable or file.
     pub fn secret(&self) -> anyhow::Result<Secret<String>> {
         self.read("secret", &self.secret_env, &self.secret_file)?
-            .with_context(|| format!("app {}: set exactly one of secret_env and secret_file", self.app_id))
+            .with_context(|| {
+                format!(
+                    "app {}: set exactly one of secret_env and secret_file",
+                    self.app_id
+                )
+            })
     }
 
     /// The app's push Token and EncodingAESKey, each from its environment
@@ -76,7 +81,12 @@ impl AppEntry {
     }
 
     /// The secret `{what}_env` or `{what}_file` names; `None` with neither.
-    fn read(&self, what: &str, env: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<Secret<String>>> {
+    fn read(
+        &self,
+        what: &str,
+        env: &Option<String>,
+        file: &Option<PathBuf>,
+    ) -> anyhow::Result<Option<Secret<String>>> {
         let value = match (env, file) {
             (Some(var), None) => std::env::var(var)
                 .with_context(|| format!("app {}: environment variable {var} is not set", self.app_id))?,

@@ -394,10 +394,20 @@ pub struct SimConfig {
     #[arg(long = "sim-push-url", env = "WXAUTH_SIM_PUSH_URL")]
     pub push_url: Option<String>,
     /// The console's encryption mode for those pushes (a request may override it).
-    #[arg(long = "sim-push-mode", env = "WXAUTH_SIM_PUSH_MODE", value_enum, default_value = "safe")]
+    #[arg(
+        long = "sim-push-mode",
+        env = "WXAUTH_SIM_PUSH_MODE",
+        value_enum,
+        default_value = "safe"
+    )]
     pub push_mode: crate::sim::PushMode,
     /// The console's data format for those pushes (a request may override it).
-    #[arg(long = "sim-push-format", env = "WXAUTH_SIM_PUSH_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long = "sim-push-format",
+        env = "WXAUTH_SIM_PUSH_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     pub push_format: crate::sim::PushFormat,
     /// The push Token, from `WXAUTH_WECHAT_PUSH_TOKEN` or `_FILE` only.
     #[arg(skip)]

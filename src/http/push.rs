@@ -86,7 +86,11 @@ fn not_found() -> Response {
 }
 
 /// GET: the console's URL check.
-async fn verify_url(State(endpoint): State<Endpoint>, Path(app_id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+async fn verify_url(
+    State(endpoint): State<Endpoint>,
+    Path(app_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let Some((app, push)) = push_app(&endpoint, &app_id) else {
         return not_found();
     };
@@ -137,7 +141,10 @@ async fn receive(
     match endpoint.wxauth.privacy_event(app.id(), &verified.event).await {
         Ok(outcome) => {
             let (label, done) = match &outcome {
-                Outcome::Done(actions) => ("handled", actions.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")),
+                Outcome::Done(actions) => (
+                    "handled",
+                    actions.iter().map(|a| a.name()).collect::<Vec<_>>().join(","),
+                ),
                 Outcome::Repeat => ("repeat", "nothing (a repeated delivery)".to_owned()),
                 Outcome::Nothing(why) => ("ignored", format!("nothing ({why})")),
             };

@@ -103,7 +103,11 @@ impl Targets {
     }
 
     fn get(&self, app_id: &str) -> Option<PushTarget> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(app_id).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app_id)
+            .cloned()
     }
 }
 
@@ -142,7 +146,10 @@ impl SimState {
         if let Some(info) = req.revoke_info {
             fields.push(("RevokeInfo", info));
         }
-        if fields.iter().any(|(_, v)| v.len() > MAX_FIELD || v.contains("]]>")) {
+        if fields
+            .iter()
+            .any(|(_, v)| v.len() > MAX_FIELD || v.contains("]]>"))
+        {
             return Err(format!("a field is longer than {MAX_FIELD} bytes or holds ]]>"));
         }
         let ts = ts.to_string();
@@ -161,7 +168,10 @@ impl SimState {
                 .as_ref()
                 .and_then(|k| PushKey::from_encoding_aes_key(k.expose()))
                 .ok_or("safe and compatible mode need a 43-character EncodingAESKey")?;
-            let random: [u8; 16] = random_string(16).into_bytes().try_into().expect("16 ASCII characters");
+            let random: [u8; 16] = random_string(16)
+                .into_bytes()
+                .try_into()
+                .expect("16 ASCII characters");
             let encrypted = encrypt(&key, &random, render(format, &fields).as_bytes(), &app_id);
             query.push(("encrypt_type", "aes".to_owned()));
             query.push(("msg_signature", signature(&[token, &ts, &nonce, &encrypted])));
@@ -215,7 +225,10 @@ impl SimState {
             .finish();
         let answered = answer(http().get(format!("{}?{query}", target.url)).send().await).await?;
         if answered.status == 200 && answered.body != echostr {
-            return Err(format!("the URL answered 200 but not the echostr: {}", answered.body));
+            return Err(format!(
+                "the URL answered 200 but not the echostr: {}",
+                answered.body
+            ));
         }
         Ok(answered)
     }

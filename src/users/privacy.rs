@@ -73,7 +73,9 @@ pub fn unhandled_revocations(kind: &PrivacyKind) -> Vec<u32> {
         revoke::AVATAR_COMPONENT,
     ];
     match kind {
-        PrivacyKind::AuthorizationRevoked(items) => items.iter().copied().filter(|i| !handled.contains(i)).collect(),
+        PrivacyKind::AuthorizationRevoked(items) => {
+            items.iter().copied().filter(|i| !handled.contains(i)).collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -101,7 +103,12 @@ pub struct Privacy {
 impl Privacy {
     /// `replay_window`: how long a handled event is remembered; beyond it
     /// the push endpoint refuses the delivery as stale anyway.
-    pub fn new(store: Arc<dyn Store>, clock: Clock, user_changes: Arc<dyn UserChanges>, replay_window: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        user_changes: Arc<dyn UserChanges>,
+        replay_window: Duration,
+    ) -> Self {
         Self {
             store,
             clock,
@@ -131,7 +138,9 @@ impl Privacy {
     /// Erases the user's nickname and avatar; every VerifyToken cache drops
     /// its copy (this replica's at once, the others through the change feed).
     pub async fn erase_profile(&self, user: &User) -> Result<()> {
-        self.store.erase_profile(&user.user_id, self.clock.now_ms()).await?;
+        self.store
+            .erase_profile(&user.user_id, self.clock.now_ms())
+            .await?;
         self.user_changes.user_changed(&user.user_id);
         Ok(())
     }
@@ -142,11 +151,19 @@ impl Privacy {
 fn key(app_id: &str, event: &PrivacyEvent) -> [u8; 32] {
     let mut h = Sha256::new();
     let revoked = match &event.kind {
-        PrivacyKind::AuthorizationRevoked(items) => items.iter().map(u32::to_string).collect::<Vec<_>>().join("|"),
+        PrivacyKind::AuthorizationRevoked(items) => {
+            items.iter().map(u32::to_string).collect::<Vec<_>>().join("|")
+        }
         _ => String::new(),
     };
     let time = event.create_time.map(|t| t.to_string()).unwrap_or_default();
-    let parts = [app_id, event.openid.as_deref().unwrap_or(""), event.kind.name(), &time, &revoked];
+    let parts = [
+        app_id,
+        event.openid.as_deref().unwrap_or(""),
+        event.kind.name(),
+        &time,
+        &revoked,
+    ];
     for part in parts {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());

@@ -17,6 +17,7 @@ mod outage;
 mod phone;
 mod pki;
 mod process;
+mod push;
 mod replicas;
 mod request_limits;
 mod secrets;
