@@ -59,6 +59,9 @@ pub struct AppEntry {
     pub push_aes_key_file: Option<PathBuf>,
 }
 
+/// An app's push Token and EncodingAESKey, as configured (unchecked).
+pub type PushSecrets = (Option<Secret<String>>, Option<Secret<String>>);
+
 impl AppEntry {
     /// The app's secret, from its environment variable or file.
     pub fn secret(&self) -> anyhow::Result<Secret<String>> {
@@ -73,7 +76,7 @@ impl AppEntry {
 
     /// The app's push Token and EncodingAESKey, each from its environment
     /// variable or file; `None` when neither is configured.
-    pub fn push_secrets(&self) -> anyhow::Result<(Option<Secret<String>>, Option<Secret<String>>)> {
+    pub fn push_secrets(&self) -> anyhow::Result<PushSecrets> {
         Ok((
             self.read("push_token", &self.push_token_env, &self.push_token_file)?,
             self.read("push_aes_key", &self.push_aes_key_env, &self.push_aes_key_file)?,

@@ -110,11 +110,11 @@ fn xml(text: &str) -> Result<Fields, &'static str> {
                 };
                 push(&mut current, resolved.encode_utf8(&mut [0; 4]));
             }
-            Event::GeneralRef(r) => {
-                // Outside a field: still only XML's own references.
-                if r.resolve_char_ref().map_err(|_| BAD)?.is_none() && predefined(&r).is_none() {
-                    return Err("the body uses an undefined entity");
-                }
+            // Outside a field: still only XML's own references.
+            Event::GeneralRef(r)
+                if r.resolve_char_ref().map_err(|_| BAD)?.is_none() && predefined(&r).is_none() =>
+            {
+                return Err("the body uses an undefined entity");
             }
             Event::Text(t) if depth == 0 && !t.trim().is_empty() => return Err(BAD),
             Event::DocType(_) => return Err("the body has a DTD"),
