@@ -1,7 +1,7 @@
 use wxauth::app::telemetry;
 use wxauth::app::{shutdown_signal, Application};
 use wxauth::config::Command;
-use wxauth::sim::Simulator;
+use wxauth::sim::{PushTarget, Simulator};
 use wxauth::Clock;
 
 #[tokio::main]
@@ -18,6 +18,19 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Sim(sim)) => {
             let apps = vec![(sim.app_id.clone(), sim.app_secret.expose().clone())];
             let running = Simulator::start(sim.listen, Clock::system(), apps).await?;
+            if let Some(url) = sim.push_url.clone() {
+                let token = sim.push_token.clone().ok_or_else(|| {
+                    anyhow::anyhow!("--sim-push-url needs WXAUTH_WECHAT_PUSH_TOKEN (the push Token)")
+                })?;
+                let target = PushTarget {
+                    url,
+                    token,
+                    encoding_aes_key: sim.push_aes_key.clone(),
+                    mode: sim.push_mode,
+                    format: sim.push_format,
+                };
+                running.set_push_target(&sim.app_id, target);
+            }
             tracing::warn!(addr = %running.addr(), app_id = %sim.app_id, "WeChat simulator running");
             shutdown_signal().await;
             running.stop().await;

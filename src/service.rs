@@ -16,10 +16,12 @@ use crate::domain::input::{AppId, Code, ProfileUpdate, Reason, SessionToken, Sub
 use crate::domain::model::{
     Deletion, PhoneBinding, Requester, Session, StoredAccessToken, TokenPolicy, User,
 };
+use crate::domain::privacy::PrivacyEvent;
 use crate::login::{ExchangeOptions, LoginOutcome, Logins};
 use crate::phone::{PhoneSource, Phones};
 use crate::session::{SessionCheck, SessionSettings, Sessions};
 use crate::store::Store;
+use crate::users::privacy::{self, Action, Outcome, Privacy};
 use crate::users::{UserExport, UserKey, Users};
 use crate::wechat::WechatClient;
 
@@ -31,6 +33,7 @@ pub struct Wxauth {
     phones: Arc<Phones>,
     sessions: Sessions,
     users: Users,
+    privacy: Privacy,
     access_tokens: Arc<AccessTokens>,
 }
 
@@ -45,6 +48,9 @@ pub struct Settings {
     /// The cooling-off period of a deletion (`--deletion-delay`), in
     /// milliseconds; 0 erases at once.
     pub deletion_delay_ms: i64,
+    /// How far a WeChat push's timestamp may be from now: handled privacy
+    /// events are remembered twice as long, so that a retry takes effect once.
+    pub push_max_age: std::time::Duration,
 }
 
 /// Size of the VerifyToken cache.
@@ -82,6 +88,7 @@ impl Wxauth {
             phone,
             token_cache,
             deletion_delay_ms,
+            push_max_age,
         } = settings;
         // Refreshes are leased for as long as a code claim is waited for.
         let access_tokens = Arc::new(AccessTokens::new(
@@ -134,6 +141,12 @@ impl Wxauth {
             sessions.user_changes(),
             deletion_delay_ms,
         );
+        let privacy = Privacy::new(
+            store.clone(),
+            clock.clone(),
+            sessions.user_changes(),
+            push_max_age * 2,
+        );
         Self {
             store,
             apps,
@@ -142,6 +155,7 @@ impl Wxauth {
             phones,
             sessions,
             users,
+            privacy,
             access_tokens,
         }
     }
@@ -287,26 +301,6 @@ impl Wxauth {
         }
     }
 
-    /// Deletes a user at once, whatever `--deletion-delay` says, as asked by
-    /// WeChat: its account-cancellation event (`user_authorization_cancellation`)
-    /// says the WeChat account itself is gone. `Ok(None)` when wxauth has no
-    /// such user (never logged in, or already erased); a repeated event
-    /// changes nothing.
-    pub async fn delete_user_now(
-        &self,
-        app_id: &str,
-        openid: &str,
-        reason: &Reason,
-    ) -> Result<Option<Deletion>> {
-        let Some(user) = self.store.user_by_openid(app_id, openid).await? else {
-            return Ok(None);
-        };
-        self.users
-            .delete(&user.user_id, Requester::Wechat, reason)
-            .await
-            .map(Some)
-    }
-
     /// Erases the users whose cooling-off period is over; the background
     /// janitor calls it. Returns how many were erased.
     pub async fn erase_due_deletions(&self, now: i64) -> Result<u64> {
@@ -326,5 +320,53 @@ impl Wxauth {
     pub async fn update_profile(&self, token: &SessionToken, update: &ProfileUpdate) -> Result<User> {
         let (_, user) = self.sessions.live_session(token).await?;
         self.users.update_profile(&user, update).await
+    }
+
+    /// A WeChat privacy event, verified by the push endpoint, about a user
+    /// of `app_id`: runs what it calls for ([`privacy::actions`]), once
+    /// however often WeChat delivers it. An event for a user wxauth does
+    /// not know (never logged in, or deleted) has nothing to do.
+    pub async fn privacy_event(&self, app_id: &str, event: &PrivacyEvent) -> Result<Outcome> {
+        let actions = privacy::actions(&event.kind);
+        if actions.is_empty() {
+            return Ok(Outcome::Nothing("no action for this event"));
+        }
+        let Some(openid) = &event.openid else {
+            return Ok(Outcome::Nothing("the event names no OpenID"));
+        };
+        if self.privacy.is_repeat(app_id, event) {
+            return Ok(Outcome::Repeat);
+        }
+        let Some(user) = self.users.by_openid(app_id, openid).await? else {
+            return Ok(Outcome::Nothing("no such user"));
+        };
+        for action in &actions {
+            match action {
+                Action::EraseProfile => self.privacy.erase_profile(&user).await?,
+                Action::UnbindPhone => self.unbind_phone_for_wechat(&user).await?,
+                Action::DeleteUser => self.delete_user_for_wechat(&user).await?,
+            }
+        }
+        // Only once every action succeeded: after a failure WeChat's retry
+        // runs them again (each is idempotent).
+        self.privacy.remember(app_id, event);
+        Ok(Outcome::Done(actions))
+    }
+
+    /// WeChat says the user withdrew the phone authorisation: unbind it and
+    /// erase its history, as UnbindPhone does.
+    async fn unbind_phone_for_wechat(&self, user: &User) -> Result<()> {
+        self.phones.unbind(&user.user_id).await.map(drop)
+    }
+
+    /// WeChat says the WeChat account is gone
+    /// (`user_authorization_cancellation`): delete the user at once
+    /// (requested_by = wechat), whatever `--deletion-delay` says.
+    async fn delete_user_for_wechat(&self, user: &User) -> Result<()> {
+        let reason = Reason::parse("reason", "WeChat account cancelled".to_owned())?;
+        self.users
+            .delete(&user.user_id, Requester::Wechat, &reason)
+            .await
+            .map(drop)
     }
 }

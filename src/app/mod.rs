@@ -18,15 +18,17 @@ use tokio::net::TcpListener;
 
 use crate::app::health::Health;
 use crate::config::{Config, DEV_APP_ID, DEV_APP_SECRET};
-use crate::domain::apps::{App, Apps};
+use crate::domain::apps::{App, Apps, PushCredentials};
 use crate::domain::clock::{ms, Clock};
+use crate::domain::crypto::push::PushKey;
 use crate::domain::crypto::{random_bytes, ServerKeys};
 use crate::domain::listener::{ConnLimits, Listener, TrackLayer};
 use crate::domain::model::TokenPolicy;
 use crate::domain::model::CODE_TTL_MS;
+use crate::domain::secret::Secret;
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
 use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
-use crate::sim::Simulator;
+use crate::sim::{PushFormat, PushMode, PushTarget, Simulator};
 use crate::store;
 use crate::wechat::client::{AppCredentials, RetryPolicy};
 use crate::wechat::guard::GuardConfig;
@@ -36,6 +38,9 @@ pub struct Application {
     listener: TcpListener,
     access: Access,
     metrics_listener: Option<TcpListener>,
+    /// WeChat's message push (`--wechat-push-listen`).
+    push_listener: Option<TcpListener>,
+    push_max_age: Duration,
     wxauth: Arc<Wxauth>,
     simulator: Option<Simulator>,
     shutdown_grace: Duration,
@@ -62,6 +67,15 @@ impl Application {
         let access = Access::from_config(config)?;
         let simulated = config.run_simulator()?;
         crate::domain::metrics::simulator_active(simulated);
+        // Bound first: the in-process simulator learns its address.
+        let push_listener = match config.wechat_push_listen.0 {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the WeChat push port {addr}"))?,
+            ),
+            None => None,
+        };
         let (apps, simulator, base_url) = if !simulated {
             let apps = configured_apps(config)?;
             (apps, None, config.wechat_base_url.clone())
@@ -83,8 +97,20 @@ impl Application {
                 app_id,
                 secret: DEV_APP_SECRET.into(),
             };
-            (vec![config.app(creds)], Some(sim), base_url)
+            let mut app = config.flag_app(creds)?;
+            if let Some(listener) = &push_listener {
+                wire_simulated_push(&sim, &mut app, listener.local_addr()?);
+            }
+            (vec![app], Some(sim), base_url)
         };
+        if push_listener.is_some() {
+            for app in apps.iter().filter(|a| a.push.is_none()) {
+                tracing::warn!(
+                    app_id = %app.id(),
+                    "no WeChat push Token and EncodingAESKey for this app: its push URL answers 404"
+                );
+            }
+        }
         let store = store::connect(&config.database_url, &config.pool_settings())
             .await
             .context("opening the database")?;
@@ -132,6 +158,7 @@ impl Application {
                     check_cache_ms: ms(config.check_session_cache),
                 },
                 deletion_delay_ms: ms(config.deletion_delay),
+                push_max_age: config.wechat_push_max_age,
             },
         ));
         let listener = TcpListener::bind(config.listen)
@@ -149,6 +176,8 @@ impl Application {
             listener,
             access,
             metrics_listener,
+            push_listener,
+            push_max_age: config.wechat_push_max_age,
             wxauth,
             simulator,
             shutdown_grace: config.shutdown_grace,
@@ -168,6 +197,11 @@ impl Application {
     /// Where `/metrics` is served, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where WeChat's message push is received, if enabled.
+    pub fn push_addr(&self) -> Option<SocketAddr> {
+        self.push_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves: health turns NOT_SERVING first,
@@ -223,6 +257,24 @@ impl Application {
             let listener = Listener::new(listener, "metrics", metrics_limits);
             tokio::spawn(metrics::serve(listener, self.wxauth.store().clone()))
         });
+        let push_task = self.push_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "receiving WeChat pushes at /wechat/push/{{app_id}}");
+            }
+            // WeChat delivers a few pushes at a time.
+            let push_limits = ConnLimits {
+                max_connections: 256,
+                ..limits
+            };
+            let listener = Listener::new(listener, "wechat_push", push_limits);
+            let wxauth = self.wxauth.clone();
+            tokio::spawn(crate::http::push::serve(
+                listener,
+                wxauth,
+                self.push_max_age,
+                std::future::pending(),
+            ))
+        });
         let incoming = Listener::new(self.listener, "grpc", limits).incoming();
         let router = self
             .access
@@ -253,7 +305,7 @@ impl Application {
             }
         };
         health_task.abort();
-        if let Some(task) = metrics_task {
+        for task in [metrics_task, push_task].into_iter().flatten() {
             task.abort();
         }
         janitor.abort();
@@ -275,8 +327,49 @@ async fn probe(wxauth: &Wxauth, health: HealthProbe) -> bool {
     )
 }
 
+/// Points the in-process simulator's `/sim/push` at wxauth's own push
+/// listener, with the app's push secrets, or with random ones made up for
+/// this run when none are configured (the simulator is the only sender).
+fn wire_simulated_push(sim: &Simulator, app: &mut App, addr: SocketAddr) {
+    let app_id = app.id().to_owned();
+    let creds = app.push.get_or_insert_with(|| {
+        let key = STANDARD.encode(random_bytes::<32>());
+        let key = key.trim_end_matches('=').to_owned();
+        PushCredentials {
+            token: Secret::new(hex::encode(random_bytes::<8>())),
+            key: PushKey::from_encoding_aes_key(&key).expect("43 base64 characters of 32 bytes"),
+        }
+    });
+    // The key as the console shows it: the simulator derives its own.
+    let encoding_aes_key = Secret::new(creds.key.to_encoding_aes_key());
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    sim.set_push_target(
+        &app_id,
+        PushTarget {
+            url: format!("http://{host}/wechat/push/{app_id}"),
+            token: creds.token.clone(),
+            encoding_aes_key: Some(encoding_aes_key),
+            mode: PushMode::Safe,
+            format: PushFormat::Json,
+        },
+    );
+    tracing::info!("the simulator's POST /sim/push delivers to this wxauth's push listener");
+}
+
 /// The apps of the configuration file, or the one of `--app-id` and `WXAUTH_APP_SECRET`.
 fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
+    if !config.apps.is_empty() && (config.wechat_push_token.is_some() || config.wechat_push_aes_key.is_some())
+    {
+        bail!(
+            "WXAUTH_WECHAT_PUSH_TOKEN and WXAUTH_WECHAT_PUSH_AES_KEY are for the app given by flags: \
+             with [[apps]], set push_token_env or push_token_file and push_aes_key_env or \
+             push_aes_key_file in each app's entry"
+        );
+    }
     if config.apps.is_empty() {
         let secret = config
             .app_secret
@@ -286,7 +379,7 @@ fn configured_apps(config: &Config) -> anyhow::Result<Vec<App>> {
             .app_id
             .clone()
             .context("WXAUTH_APP_ID is required when WXAUTH_APP_SECRET is set")?;
-        return Ok(vec![config.app(AppCredentials { app_id, secret })]);
+        return Ok(vec![config.flag_app(AppCredentials { app_id, secret })?]);
     }
     let apps = config
         .apps

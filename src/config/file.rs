@@ -19,7 +19,13 @@ use crate::config::Cli;
 use crate::domain::secret::Secret;
 
 /// Flags whose values are secrets: not allowed in the file.
-const SECRET_KEYS: &[&str] = &["app_secret", "server_key", "previous_server_keys"];
+const SECRET_KEYS: &[&str] = &[
+    "app_secret",
+    "server_key",
+    "previous_server_keys",
+    "wechat_push_token",
+    "wechat_push_aes_key",
+];
 
 /// One mini program from `[[apps]]`. Unset settings fall back to the
 /// top-level ones.
@@ -43,26 +49,60 @@ pub struct AppEntry {
     pub app_login_limit: Option<u32>,
     pub app_phone_limit: Option<u32>,
     pub phone_lookups_per_day: Option<u32>,
+    /// Environment variable holding the message-push Token.
+    pub push_token_env: Option<String>,
+    /// File holding the message-push Token.
+    pub push_token_file: Option<PathBuf>,
+    /// Environment variable holding the message-push EncodingAESKey.
+    pub push_aes_key_env: Option<String>,
+    /// File holding the message-push EncodingAESKey.
+    pub push_aes_key_file: Option<PathBuf>,
 }
+
+/// An app's push Token and EncodingAESKey, as configured (unchecked).
+pub type PushSecrets = (Option<Secret<String>>, Option<Secret<String>>);
 
 impl AppEntry {
     /// The app's secret, from its environment variable or file.
     pub fn secret(&self) -> anyhow::Result<Secret<String>> {
-        let value = match (&self.secret_env, &self.secret_file) {
+        self.read("secret", &self.secret_env, &self.secret_file)?
+            .with_context(|| {
+                format!(
+                    "app {}: set exactly one of secret_env and secret_file",
+                    self.app_id
+                )
+            })
+    }
+
+    /// The app's push Token and EncodingAESKey, each from its environment
+    /// variable or file; `None` when neither is configured.
+    pub fn push_secrets(&self) -> anyhow::Result<PushSecrets> {
+        Ok((
+            self.read("push_token", &self.push_token_env, &self.push_token_file)?,
+            self.read("push_aes_key", &self.push_aes_key_env, &self.push_aes_key_file)?,
+        ))
+    }
+
+    /// The secret `{what}_env` or `{what}_file` names; `None` with neither.
+    fn read(
+        &self,
+        what: &str,
+        env: &Option<String>,
+        file: &Option<PathBuf>,
+    ) -> anyhow::Result<Option<Secret<String>>> {
+        let value = match (env, file) {
             (Some(var), None) => std::env::var(var)
                 .with_context(|| format!("app {}: environment variable {var} is not set", self.app_id))?,
             (None, Some(path)) => std::fs::read_to_string(path)
                 .with_context(|| format!("app {}: reading {}", self.app_id, path.display()))?,
-            _ => bail!(
-                "app {}: set exactly one of secret_env and secret_file",
-                self.app_id
-            ),
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => bail!("app {}: set {what}_env or {what}_file, not both", self.app_id),
         };
         let value = value.trim().to_owned();
         if value.is_empty() {
-            bail!("app {}: the secret is empty", self.app_id);
+            bail!("app {}: the {what} is empty", self.app_id);
         }
-        Ok(Secret::new(value))
+        Ok(Some(Secret::new(value)))
     }
 }
 
@@ -267,6 +307,7 @@ mod tests {
             "app_secret = \"x\"\n",
             "server_key = \"x\"\n",
             "previous_server_keys = \"x\"\n",
+            "wechat_push_token = \"x\"\n",
             "no_such_thing = 1\n",
         ] {
             let f = file(text);

@@ -198,6 +198,27 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_SIMULATOR", default_value_t = false)]
     pub simulator: bool,
 
+    /// Where WeChat's message push (消息推送) is received, over HTTP at
+    /// `/wechat/push/{app_id}` (put it behind your HTTPS proxy), or `off`.
+    /// Each app needs its push Token and EncodingAESKey (see `--help`).
+    #[arg(long, env = "WXAUTH_WECHAT_PUSH_LISTEN", default_value = "off", value_parser = optional_addr)]
+    pub wechat_push_listen: OptionalAddr,
+
+    /// A push whose `timestamp` is further than this from now, either way,
+    /// is refused (401): a captured push cannot be replayed later.
+    #[arg(long, env = "WXAUTH_WECHAT_PUSH_MAX_AGE", default_value = "5m", value_parser = duration)]
+    pub wechat_push_max_age: Duration,
+
+    /// The push Token (消息推送 令牌) of the app given by flags:
+    /// `WXAUTH_WECHAT_PUSH_TOKEN` or `_FILE` only (see [`SECRETS_HELP`]).
+    #[arg(skip)]
+    pub wechat_push_token: Option<Secret<String>>,
+
+    /// The push EncodingAESKey of the app given by flags:
+    /// `WXAUTH_WECHAT_PUSH_AES_KEY` or `_FILE` only (see [`SECRETS_HELP`]).
+    #[arg(skip)]
+    pub wechat_push_aes_key: Option<Secret<String>>,
+
     /// `WXAUTH_SERVER_KEY` or `_FILE` only (see [`SECRETS_HELP`]).
     #[arg(skip)]
     pub server_key: Option<Secret<String>>,
@@ -376,14 +397,42 @@ pub struct SimConfig {
     /// `WXAUTH_APP_SECRET` or `_FILE` only, default `simulator-secret`.
     #[arg(skip = Secret::new(DEV_APP_SECRET.to_owned()))]
     pub app_secret: Secret<String>,
+    /// Where `POST /sim/push` delivers events for its app, as the console's
+    /// 消息推送 URL (e.g. `http://127.0.0.1:8082/wechat/push/wxsimulator0000000`).
+    #[arg(long = "sim-push-url", env = "WXAUTH_SIM_PUSH_URL")]
+    pub push_url: Option<String>,
+    /// The console's encryption mode for those pushes (a request may override it).
+    #[arg(
+        long = "sim-push-mode",
+        env = "WXAUTH_SIM_PUSH_MODE",
+        value_enum,
+        default_value = "safe"
+    )]
+    pub push_mode: crate::sim::PushMode,
+    /// The console's data format for those pushes (a request may override it).
+    #[arg(
+        long = "sim-push-format",
+        env = "WXAUTH_SIM_PUSH_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub push_format: crate::sim::PushFormat,
+    /// The push Token, from `WXAUTH_WECHAT_PUSH_TOKEN` or `_FILE` only.
+    #[arg(skip)]
+    pub push_token: Option<Secret<String>>,
+    /// The EncodingAESKey, from `WXAUTH_WECHAT_PUSH_AES_KEY` or `_FILE` only.
+    #[arg(skip)]
+    pub push_aes_key: Option<Secret<String>>,
 }
 
 /// The secrets, each from the environment or a file and never from a flag:
 /// a command line is visible to every user of the machine (`ps`).
-pub const SECRET_VARIABLES: [&str; 3] = [
+pub const SECRET_VARIABLES: [&str; 5] = [
     "WXAUTH_APP_SECRET",
     "WXAUTH_SERVER_KEY",
     "WXAUTH_PREVIOUS_SERVER_KEYS",
+    "WXAUTH_WECHAT_PUSH_TOKEN",
+    "WXAUTH_WECHAT_PUSH_AES_KEY",
 ];
 
 /// The end of `--help`: the settings that are not flags.
@@ -397,6 +446,9 @@ mounted Kubernetes Secret):
                                session_keys and access tokens; unset with SQLite: a 0600 key file
                                beside the database
   WXAUTH_PREVIOUS_SERVER_KEYS  keys the current one replaced (comma-separated base64, newest first)
+  WXAUTH_WECHAT_PUSH_TOKEN     the mini program's message-push Token (console: 消息推送); with
+  WXAUTH_WECHAT_PUSH_AES_KEY   its 43-character EncodingAESKey: both or neither ([[apps]]: push_token_env
+                               or push_token_file, push_aes_key_env or push_aes_key_file)
 A PostgreSQL password belongs in WXAUTH_DATABASE_URL (environment), PGPASSWORD or a pgpass file, \
 not in --database-url.";
 
@@ -404,12 +456,19 @@ impl Cli {
     /// Reads the secrets through `env` (the process environment, or a map
     /// in tests): `VAR`, or the file named by `VAR_FILE`.
     pub fn read_secrets(&mut self, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> anyhow::Result<()> {
-        let [app_secret, server_key, previous] = SECRET_VARIABLES.map(|name| secret_variable(&env, name));
+        let [app_secret, server_key, previous, push_token, push_aes_key] =
+            SECRET_VARIABLES.map(|name| secret_variable(&env, name));
         self.config.app_secret = app_secret?;
         self.config.server_key = server_key?;
         self.config.previous_server_keys = previous?;
-        if let (Some(Command::Sim(sim)), Some(secret)) = (&mut self.command, &self.config.app_secret) {
-            sim.app_secret = secret.clone();
+        self.config.wechat_push_token = push_token?;
+        self.config.wechat_push_aes_key = push_aes_key?;
+        if let Some(Command::Sim(sim)) = &mut self.command {
+            if let Some(secret) = &self.config.app_secret {
+                sim.app_secret = secret.clone();
+            }
+            sim.push_token = self.config.wechat_push_token.clone();
+            sim.push_aes_key = self.config.wechat_push_aes_key.clone();
         }
         Ok(())
     }
@@ -588,7 +647,13 @@ mod tests {
 
     #[test]
     fn secrets_are_refused_as_flags_and_help_says_where_they_go() {
-        for flag in ["--app-secret", "--server-key", "--previous-server-keys"] {
+        for flag in [
+            "--app-secret",
+            "--server-key",
+            "--previous-server-keys",
+            "--wechat-push-token",
+            "--wechat-push-aes-key",
+        ] {
             let parsed = Cli::try_parse_from(["wxauth", flag, "s3cr3t-value"]);
             let error = parsed.expect_err(flag).to_string();
             assert!(!error.contains("s3cr3t-value"), "{error}");

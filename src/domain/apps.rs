@@ -2,6 +2,7 @@
 //! Users are per app; `unionid` links one person across apps.
 use std::sync::Arc;
 
+use crate::domain::crypto::push::PushKey;
 use crate::domain::error::{Error, Result};
 use crate::domain::input::AppId;
 use crate::domain::limits::Limits;
@@ -15,6 +16,14 @@ pub struct AppCredentials {
     pub secret: Secret<String>,
 }
 
+/// What verifies an app's WeChat pushes (消息推送): the console's Token
+/// and EncodingAESKey, both secrets.
+#[derive(Clone, Debug)]
+pub struct PushCredentials {
+    pub token: Secret<String>,
+    pub key: PushKey,
+}
+
 /// One mini program: its WeChat credentials and its policies (built from
 /// the configuration by [`crate::config`]).
 #[derive(Clone, Debug)]
@@ -26,6 +35,8 @@ pub struct App {
     pub policy: TokenPolicy,
     /// Per-user and per-app login and phone limits.
     pub limits: Arc<Limits>,
+    /// Its push endpoint's secrets; `None`: its push URL answers 404.
+    pub push: Option<PushCredentials>,
 }
 
 impl App {
@@ -51,6 +62,11 @@ impl Apps {
     /// The app a request names; an empty `app_id` means the only app.
     pub fn resolve(&self, app_id: &AppId) -> Result<&App> {
         self.find(app_id.as_str())
+    }
+
+    /// The app with exactly this id (an empty one names none).
+    pub fn get(&self, app_id: &str) -> Option<&App> {
+        self.apps.iter().find(|a| !app_id.is_empty() && a.id() == app_id)
     }
 
     /// The app of a stored session or user (its id came in as an

@@ -1,5 +1,6 @@
 //! Pure cryptography, no I/O: session tokens, keyed hashes, and WeChat's
-//! AES-128-CBC payloads and signatures.
+//! AES-128-CBC payloads and signatures; WeChat's message-push crypto is in
+//! [`push`].
 //!
 //! A session token is `wxa1_` + base64url(id ‖ tag), where `id` is 16 random
 //! bytes from the OS CSPRNG and `tag` the first 16 bytes of
@@ -25,6 +26,7 @@ use subtle::ConstantTimeEq;
 
 use crate::domain::secret::Secret;
 
+pub mod push;
 mod seal;
 pub use seal::{OpenError, PhoneCodeField, Sealed, Slot};
 

@@ -136,6 +136,12 @@ pub fn connection_refused(listener: &'static str, count: u64) {
     counter!("wxauth_connections_refused_total", "listener" => listener).increment(count);
 }
 
+/// One WeChat push to a configured app's push URL, by what became of it
+/// (`handled`, `repeat`, `ignored`, `refused_*`, `malformed`, `failed`).
+pub fn wechat_push(app_id: &str, outcome: &'static str) {
+    counter!("wxauth_wechat_pushes_total", "app_id" => app_id.to_owned(), "outcome" => outcome).increment(1);
+}
+
 /// A request whose protobuf `message` (e.g. `ExchangeCodeRequest`) did not
 /// decode: a client bug, counted apart from server faults.
 pub fn malformed_request(message: &'static str) {

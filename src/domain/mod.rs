@@ -15,6 +15,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod model;
+pub mod privacy;
 pub mod secret;
 pub mod single_flight;
 pub mod validation;

@@ -8,13 +8,17 @@
 //!   under the user's current session_key, and a phone code;
 //! - `POST /sim/rotate` makes WeChat replace a user's session_key;
 //! - `POST /sim/faults` makes the next N calls of an endpoint fail;
-//! - `GET /sim/calls` counts calls per endpoint ([`ENDPOINTS`]).
+//! - `GET /sim/calls` counts calls per endpoint ([`ENDPOINTS`]);
+//! - `POST /sim/push` sends a privacy event to the app's push URL as WeChat
+//!   does, in the configured mode and format ([`PushTarget`]), and answers
+//!   what the receiver answered; `POST /sim/push/verify` checks the URL
+//!   with `echostr` as the console does.
 //!
 //! WeChat paths: `/sns/jscode2session`, `/cgi-bin/stable_token`,
 //! `/wxa/business/getuserphonenumber`, `/wxa/checksession`,
 //! `/wxa/resetusersessionkey`. Handlers are in `api.rs`, the model in
 //! `state.rs` (users, login codes), `tokens.rs`, `phone.rs`,
-//! `session_key.rs` and `faults.rs`.
+//! `session_key.rs`, `faults.rs` and `push.rs`.
 //!
 //! It never logs request URLs: they carry the app secret, codes and tokens.
 mod api;
@@ -23,6 +27,7 @@ mod client_tests;
 mod errmsg;
 mod faults;
 mod phone;
+mod push;
 mod session_key;
 mod state;
 mod tokens;
@@ -46,6 +51,7 @@ use crate::domain::clock::Clock;
 use crate::domain::listener::{serve_http, ConnLimits, Listener};
 pub use faults::{Fault, ENDPOINTS};
 pub use phone::{PhoneData, PhoneRequest, PhoneResponse, Watermark, PHONE_CODE_TTL_MS};
+pub use push::{PushFormat, PushMode, PushRequest, PushResponse, PushTarget, VerifyRequest};
 pub use session_key::{RotateRequest, RotateResponse, SignedQuery};
 pub use state::{Code2Session, LoginRequest, LoginResponse, SimState, CODE_TTL_MS};
 pub use tokens::{IssuedToken, FORCE_DAILY_LIMIT, FORCE_INTERVAL_MS, RENEW_WINDOW_MS, TOKEN_TTL_MS};
@@ -56,6 +62,7 @@ pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// A running simulator; dropping it does not stop it, call [`Simulator::stop`].
 pub struct Simulator {
     addr: SocketAddr,
+    state: Arc<SimState>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -69,10 +76,21 @@ impl Simulator {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Capped, with handshake and idle timeouts, like every listener.
         let listener = Listener::new(listener, "simulator", ConnLimits::DEFAULT);
-        let task = tokio::spawn(serve_http(listener, router(state), async move {
+        let task = tokio::spawn(serve_http(listener, router(state.clone()), async move {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, stop, task })
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+
+    /// Sets an app's push URL, Token, EncodingAESKey, mode and format, as
+    /// its console's 消息推送 page does.
+    pub fn set_push_target(&self, app_id: &str, target: PushTarget) {
+        self.state.push_targets.set(app_id, target);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -120,6 +138,8 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/sim/rotate", post(sim_rotate))
         .route("/sim/faults", post(sim_faults))
         .route("/sim/calls", get(sim_calls))
+        .route("/sim/push", post(sim_push))
+        .route("/sim/push/verify", post(sim_push_verify))
         .with_state(state)
 }
 
@@ -189,6 +209,25 @@ async fn sim_rotate(State(state): State<Arc<SimState>>, body: Bytes) -> Response
 
 async fn sim_faults(State(state): State<Arc<SimState>>, Json(fault): Json<Fault>) -> Response {
     reply(state.add_fault(fault).map(|()| json!({ "ok": true })))
+}
+
+async fn sim_push(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<PushRequest>(&body) {
+        Ok(req) => reply(state.push(req).await),
+        Err(e) => bad_request(format!("bad request body: {e}")),
+    }
+}
+
+async fn sim_push_verify(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let req = if body.is_empty() {
+        Ok(VerifyRequest::default())
+    } else {
+        serde_json::from_slice::<VerifyRequest>(&body)
+    };
+    match req {
+        Ok(req) => reply(state.verify_push_url(req).await),
+        Err(e) => bad_request(format!("bad request body: {e}")),
+    }
 }
 
 async fn sim_calls(State(state): State<Arc<SimState>>) -> Json<Value> {

@@ -99,6 +99,8 @@ pub struct SimState {
     /// [`MAX_CODES`] and [`MAX_USERS`], smaller in unit tests.
     caps: (usize, usize),
     inner: std::sync::Mutex<Inner>,
+    /// Where `/sim/push` delivers, per app.
+    pub(super) push_targets: super::push::Targets,
 }
 
 #[derive(Default)]
@@ -135,6 +137,7 @@ impl SimState {
             default_app,
             caps: (MAX_CODES, MAX_USERS),
             inner: Default::default(),
+            push_targets: Default::default(),
         }
     }
 

@@ -298,6 +298,9 @@ pub trait Store: Send + Sync + 'static {
     /// The numbers a user had before the current one, oldest first (at most 1,000).
     async fn phone_history(&self, user_id: &str) -> Result<Vec<PhoneHistoryEntry<Sealed>>>;
 
+    /// Erases a user's nickname and avatar; `None` if there is no such user.
+    async fn erase_profile(&self, user_id: &str, now: i64) -> Result<Option<User<Sealed>>>;
+
     /// The session_keys held for a user.
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys>;
 

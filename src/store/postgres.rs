@@ -245,6 +245,10 @@ impl Store for PgStore {
         shared::postgres::phone_history(&self.pool, user_id).await
     }
 
+    async fn erase_profile(&self, user_id: &str, now: i64) -> Result<Option<User<Sealed>>> {
+        shared::postgres::erase_profile(&self.pool, user_id, now).await
+    }
+
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::postgres::session_keys(&self.pool, user_id).await
     }

@@ -472,6 +472,18 @@ macro_rules! shared_statements {
             Ok(rows.into_iter().map(Into::into).collect())
         }
 
+        pub async fn erase_profile(pool: &Pool, user_id: &str, now: i64) -> Result<Option<User<Sealed>>> {
+            let row: Option<UserRow> = sqlx::query_as(&format!(
+                "UPDATE users SET nickname = NULL, avatar_url = NULL, updated_at = $2
+                 WHERE user_id = $1 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(user_id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(Into::into))
+        }
+
         pub async fn user(pool: &Pool, user_id: &str) -> Result<Option<User<Sealed>>> {
             let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"))
                 .bind(user_id)

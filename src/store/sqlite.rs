@@ -431,6 +431,10 @@ impl Store for SqliteStore {
         shared::sqlite::phone_history(&self.pool, user_id).await
     }
 
+    async fn erase_profile(&self, user_id: &str, now: i64) -> Result<Option<User<Sealed>>> {
+        shared::sqlite::erase_profile(&self.writer, user_id, now).await
+    }
+
     async fn session_keys(&self, user_id: &str) -> Result<SealedSessionKeys> {
         shared::sqlite::session_keys(&self.pool, user_id).await
     }

@@ -6,8 +6,11 @@
 //! [`crate::domain::at_rest`]). The personal-data lifecycle: deletion with
 //! its cooling-off period ([`deletion`]), the export of everything held on
 //! a person ([`export`]), and the profile the user chose ([`profile`]).
+//! And [`privacy`]: WeChat's privacy events, which name users by openid
+//! (the only lookup by openid, for a verified push).
 pub mod deletion;
 pub mod export;
+pub mod privacy;
 pub mod profile;
 
 use std::sync::Arc;

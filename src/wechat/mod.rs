@@ -3,5 +3,6 @@
 pub mod client;
 pub mod guard;
 pub mod payload;
+pub mod push;
 
 pub use client::{AccessToken, PhoneInfo, WechatClient, WechatError};

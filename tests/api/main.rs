@@ -21,6 +21,7 @@ mod phone;
 mod phone_numbers;
 mod pki;
 mod process;
+mod push;
 mod replicas;
 mod request_limits;
 mod secrets;

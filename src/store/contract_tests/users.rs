@@ -18,6 +18,7 @@ contract_tests!(
     revoking_a_session_counts_only_a_live_one,
     revoking_a_users_sessions_spares_other_users_and_dead_sessions,
     session_keys_start_with_the_first_logins_key_and_nothing_replaced,
+    erasing_a_profile_clears_nickname_and_avatar_and_nothing_else,
 );
 
 /// A number as the domain hands it to the store: readable stand-ins for
@@ -318,4 +319,19 @@ async fn session_keys_start_with_the_first_logins_key_and_nothing_replaced(t: &T
     assert_eq!(keys.current.as_str(), "key-1");
     assert_eq!(keys.current_since, T0);
     assert!(keys.previous.is_none() && keys.previous_replaced_at.is_none());
+}
+
+async fn erasing_a_profile_clears_nickname_and_avatar_and_nothing_else(t: &TestStore) {
+    let id = user(t, "o1").await;
+    t.bind_phone(&id, &phone("13500000001"), T0 + 1).await.unwrap();
+    let profile = Profile {
+        nickname: Some("Band".into()),
+        avatar_url: Some("https://a/1".into()),
+    };
+    t.set_profile(&id, &profile, T0 + 2).await.unwrap();
+    let erased = t.erase_profile(&id, T0 + 3).await.unwrap().unwrap();
+    assert_eq!((erased.nickname, erased.avatar_url), (None, None));
+    assert_eq!(number(&erased.phone_number), Some("13500000001"));
+    assert_eq!(t.user(&id).await.unwrap().unwrap().nickname, None);
+    assert_eq!(t.erase_profile("usr_nobody", T0 + 4).await.unwrap(), None);
 }

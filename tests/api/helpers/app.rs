@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use tonic::transport::Channel;
 use wxauth::grpc::pb::auth_service_client::AuthServiceClient;
-use wxauth::sim::Simulator;
+use wxauth::sim::{PushFormat, PushMode, PushTarget, Simulator};
 use wxauth::{Application, Clock, Config};
 
 use super::logs::init_logs;
@@ -19,6 +19,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// Where this instance serves `/metrics`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where this instance receives WeChat pushes, if enabled.
+    pub push_addr: Option<SocketAddr>,
     pub client: AuthServiceClient<Channel>,
     pub clock: Clock,
     pub database: Database,
@@ -132,6 +134,10 @@ impl TestApp {
             .unwrap();
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
+        let push_addr = app.push_addr();
+        if let (Some(push), Some(simulator)) = (push_addr, &simulator) {
+            wire_push(simulator, &config, push);
+        }
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = stopped.await;
@@ -148,6 +154,7 @@ impl TestApp {
         Self {
             addr,
             metrics_addr,
+            push_addr,
             client,
             clock,
             database,
@@ -200,4 +207,23 @@ impl TestApp {
             server.await.unwrap().unwrap();
         }
     }
+}
+
+/// Points the simulator's `/sim/push` at this wxauth's push URL with its
+/// Token and EncodingAESKey (safe mode, JSON; a push may override both),
+/// as a developer fills in the console's 消息推送 page.
+fn wire_push(simulator: &Simulator, config: &Config, push: SocketAddr) {
+    let (Some(app_id), Some(token)) = (&config.app_id, &config.wechat_push_token) else {
+        return;
+    };
+    simulator.set_push_target(
+        app_id,
+        PushTarget {
+            url: format!("http://{push}/wechat/push/{app_id}"),
+            token: token.clone(),
+            encoding_aes_key: config.wechat_push_aes_key.clone(),
+            mode: PushMode::Safe,
+            format: PushFormat::Json,
+        },
+    );
 }

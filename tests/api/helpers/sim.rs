@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use wxauth::sim::{LoginResponse, PhoneResponse};
+use wxauth::sim::{LoginResponse, PhoneResponse, PushResponse};
 
 /// The simulator's `/sim/` control API, as a mini program's test harness uses it.
 #[derive(Clone)]
@@ -48,6 +48,33 @@ impl SimControl {
         assert!(
             r.status().is_success(),
             "sim login failed: {}",
+            r.text().await.unwrap()
+        );
+        r.json().await.unwrap()
+    }
+
+    /// `POST /sim/push`: WeChat pushes an event to the app's push URL; what
+    /// the receiver answered.
+    pub async fn push(&self, body: Value) -> PushResponse {
+        self.control("/sim/push", body).await
+    }
+
+    /// `POST /sim/push/verify`: the console's URL check.
+    pub async fn verify_push_url(&self) -> PushResponse {
+        self.control("/sim/push/verify", json!({})).await
+    }
+
+    async fn control<T: serde::de::DeserializeOwned>(&self, path: &str, body: Value) -> T {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "sim {path} failed: {}",
             r.text().await.unwrap()
         );
         r.json().await.unwrap()
