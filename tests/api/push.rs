@@ -28,40 +28,9 @@ api_tests!(
     unknown_events_revoke_info_values_and_users_are_acknowledged_and_change_nothing,
     an_unknown_app_or_an_app_without_push_secrets_answers_404,
     oversized_and_malformed_bodies_are_refused,
+    a_phone_revocation_unbinds_the_phone_and_erases_its_history,
+    an_account_cancellation_deletes_the_user_at_once,
 );
-
-/// Tests of what the other halves of issue 14 do (UnbindPhone, DeleteUser),
-/// written for the final behaviour: they pass once `Wxauth::privacy_event`
-/// calls those flows (wired when the branches are merged).
-mod after_merge {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_a_phone_revocation_unbinds_the_phone_and_erases_its_history() {
-        crate::helpers::Backend::Sqlite
-            .run(super::a_phone_revocation_unbinds_the_phone_and_erases_its_history())
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_a_phone_revocation_unbinds_the_phone_and_erases_its_history() {
-        crate::helpers::Backend::Postgres
-            .run(super::a_phone_revocation_unbinds_the_phone_and_erases_its_history())
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_an_account_cancellation_deletes_the_user_at_once() {
-        crate::helpers::Backend::Sqlite
-            .run(super::an_account_cancellation_deletes_the_user_at_once())
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_an_account_cancellation_deletes_the_user_at_once() {
-        crate::helpers::Backend::Postgres
-            .run(super::an_account_cancellation_deletes_the_user_at_once())
-            .await;
-    }
-}
 
 const TOKEN: &str = "wxauthPushToken1";
 const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
