@@ -392,13 +392,13 @@ async fn the_check_subcommand_probes_a_tls_server_with_its_ca() {
 async fn an_unknown_method_in_the_policy_stops_the_server_at_startup() {
     let mut config = Config::defaults();
     config.callers = vec![caller(&format!(
-        "name = \"orders\"\napi_key_sha256 = {:?}\nmethods = [\"VerifyToken\", \"DeleteUser\"]",
+        "name = \"orders\"\napi_key_sha256 = {:?}\nmethods = [\"VerifyToken\", \"DropUsers\"]",
         sha256_hex(ORDERS_KEY)
     ))];
     let error = Application::build(&config).await.err().expect("startup fails");
     let message = format!("{error:#}");
     assert!(
-        message.contains("DeleteUser") && message.contains("orders"),
+        message.contains("DropUsers") && message.contains("orders"),
         "{message}"
     );
 }
