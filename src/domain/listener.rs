@@ -1,5 +1,5 @@
 //! The one accept loop of every listener (gRPC, `/metrics`, the WeChat
-//! simulator): connections per listener are capped, a refusal is logged
+//! push URL, the WeChat simulator): connections per listener are capped, a refusal is logged
 //! (at most every [`REFUSAL_LOG_EVERY`]) and counted, and each accepted
 //! connection closes itself when it has not sent a complete request within
 //! the handshake timeout or has had no request in flight for the idle
