@@ -33,7 +33,8 @@
 //!     path: recently verified sessions ([`session::cache`]), cold lookups
 //!     batched ([`session::loader`]), last-seen times written in batches
 //!     ([`session::last_seen`]).
-//!   - [`users`]: FindUsers, by unionid or user id.
+//!   - [`users`]: FindUsers, by unionid or user id; the janitor that
+//!     deletes what is past its retention ([`users::retention`]).
 //! - [`access_token`]: GetAccessToken: `AccessTokens`, one WeChat access
 //!   token per app shared by every replica; below the flows, since phone and
 //!   session call WeChat with it.

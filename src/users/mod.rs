@@ -1,5 +1,8 @@
 //! [`Users`], FindUsers: internal services look users up by unionid (one
-//! person across mini programs) or by user_id; never by openid.
+//! person across mini programs) or by user_id; never by openid. How long
+//! what wxauth holds on users is kept: [`retention`].
+pub mod retention;
+
 use std::sync::Arc;
 
 use crate::domain::apps::Apps;

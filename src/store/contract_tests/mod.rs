@@ -54,6 +54,7 @@ mod codes;
 mod login;
 mod lookups;
 mod phone_codes;
+mod retention;
 mod sessions;
 mod users;
 
@@ -140,6 +141,15 @@ impl TestStore {
             }
         };
         row.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a statement directly (e.g. to seed many rows at once).
+    pub async fn execute(&self, sql: &str) {
+        let done = match &self.raw {
+            Raw::Sqlite { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+            Raw::Postgres { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        };
+        done.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub async fn count(&self, table: &str) -> i64 {
