@@ -19,6 +19,7 @@ mod pki;
 mod process;
 mod replicas;
 mod request_limits;
+mod retention;
 mod secrets;
 mod server;
 mod sessions;
