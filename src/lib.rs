@@ -43,7 +43,8 @@
 //!     cooling-off period and the erasure ([`users::deletion`]), ExportUser
 //!     ([`users::export`]), UpdateProfile ([`users::profile`]), and WeChat's
 //!     privacy events ([`users::privacy`]: what each does, profile erasure,
-//!     retried deliveries taking effect once).
+//!     retried deliveries taking effect once); the janitor that deletes
+//!     what is past its retention ([`users::retention`]).
 //! - [`access_token`]: GetAccessToken: `AccessTokens`, one WeChat access
 //!   token per app shared by every replica; below the flows, since phone and
 //!   session call WeChat with it.

@@ -80,9 +80,11 @@ CREATE TABLE sessions (
 );
 -- The login window looks up a user's newest session.
 CREATE INDEX sessions_user_created ON sessions (user_id, created_at);
+-- The janitor finds expired and revoked sessions by these two.
 CREATE INDEX sessions_expires ON sessions (expires_at);
+CREATE INDEX sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
 
-COMMENT ON TABLE sessions IS '3rd_session tokens; a token also needs the server key''s MAC, which is not stored here. Rows stay after expiry or revocation, until their user is erased (DeleteUser).';
+COMMENT ON TABLE sessions IS '3rd_session tokens; a token also needs the server key''s MAC, which is not stored here. A row stays after expiry or revocation for --session-retention (default 30 days), then the janitor deletes it (src/users/retention.rs); all of a user''s rows go when the user is erased (DeleteUser).';
 COMMENT ON COLUMN sessions.id IS 'The random half of the token, hex.';
 COMMENT ON COLUMN sessions.public_id IS 'A public name of the session (16 random bytes, hex) for ExportUser and lifecycle events: random, not derived from id, so it can never be turned into a token, and unchanged by server key rotation.';
 COMMENT ON COLUMN sessions.user_id IS 'Personal data (by reference): whose session; with the times, when the person logged in and last used the mini program. Needed to answer VerifyToken and to revoke a user''s sessions.';
@@ -124,7 +126,8 @@ COMMENT ON COLUMN code_exchanges.failure IS 'Error reason WeChat''s refusal maps
 COMMENT ON COLUMN code_exchanges.created IS 'Whether the login registered the user (ExchangeCodeResponse.created), once state = done: a retry answers exactly as the first request did.';
 
 -- Every number a user had before the current one, with when it was
--- replaced: teams keep this for audit.
+-- replaced: teams keep this for audit, for --phone-history-retention
+-- (default 180 days) after the replacement; then the janitor deletes it.
 CREATE TABLE phone_history (
     id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     user_id      TEXT NOT NULL REFERENCES users (user_id),
@@ -133,8 +136,10 @@ CREATE TABLE phone_history (
     replaced_at  BIGINT NOT NULL
 );
 CREATE INDEX phone_history_user ON phone_history (user_id, replaced_at);
+-- The janitor finds old rows by it.
+CREATE INDEX phone_history_replaced ON phone_history (replaced_at);
 
-COMMENT ON TABLE phone_history IS 'Numbers a user had before the current one, for audit (who had which number when). UnbindPhone (or deleting the user) erases all of the user''s rows.';
+COMMENT ON TABLE phone_history IS 'Numbers a user had before the current one, for audit (who had which number when); the janitor deletes a row --phone-history-retention (default 180 days) after replaced_at. UnbindPhone (or deleting the user) erases all of the user''s rows.';
 COMMENT ON COLUMN phone_history.user_id IS 'Whose number it was.';
 COMMENT ON COLUMN phone_history.phone_number IS 'Personal data, sealed for the user (like users.phone_number, from where a bind moves it in SQL): a phone number the user had; kept for audit.';
 COMMENT ON COLUMN phone_history.country_code IS 'Personal data, sealed: its country calling code.';
@@ -180,7 +185,8 @@ CREATE TABLE phone_lookups (
     count   BIGINT NOT NULL,
     PRIMARY KEY (user_id, day)
 );
-COMMENT ON TABLE phone_lookups IS 'Personal data (by reference): billed phone-code lookups per user per UTC day, kept to enforce the daily cap across replicas. Erased with the user; wxauth does not delete old days yet.';
+CREATE INDEX phone_lookups_day ON phone_lookups (day);
+COMMENT ON TABLE phone_lookups IS 'Personal data (by reference): billed phone-code lookups per user per UTC day, kept to enforce the daily cap across replicas; the janitor deletes a day once it is two days old. Erased with the user.';
 
 -- The WeChat access token of each app, persisted so that a restart does not
 -- spend quota and every replica uses the same one.

@@ -80,8 +80,11 @@ CREATE INDEX users_delete_at ON users (delete_at) WHERE delete_at IS NOT NULL;
 
 -- 3rd_session tokens. `id` is the random half of the token; the token's
 -- MAC needs the server key, which is not in the database, so nothing here
--- can be turned back into a valid token. Rows stay after expiry or
--- revocation, until their user is erased (DeleteUser).
+-- can be turned back into a valid token. A row stays after expiry or
+-- revocation for --session-retention (default 30 days: "why was I logged
+-- out?" can still be answered), then the janitor deletes it
+-- (src/users/retention.rs); all of a user's rows go when the user is
+-- erased (DeleteUser).
 CREATE TABLE sessions (
     id           TEXT PRIMARY KEY,
     -- A public name of the session (16 random bytes, hex), for ExportUser
@@ -105,7 +108,9 @@ CREATE TABLE sessions (
 );
 -- The login window looks up a user's newest session.
 CREATE INDEX sessions_user_created ON sessions (user_id, created_at);
+-- The janitor finds expired and revoked sessions by these two.
 CREATE INDEX sessions_expires ON sessions (expires_at);
+CREATE INDEX sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
 
 -- The replay record of wx.login codes, kept 5 minutes (a code's lifetime,
 -- then purged). A retried or concurrent request with the same code finds
@@ -142,19 +147,24 @@ CREATE TABLE code_exchanges (
 CREATE INDEX code_exchanges_created ON code_exchanges (created_at);
 
 -- Every number a user had before the current one, with when it was
--- replaced: teams keep this for audit.
+-- replaced: teams keep this for audit, for --phone-history-retention
+-- (default 180 days) after the replacement; then the janitor deletes it.
 CREATE TABLE phone_history (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id      TEXT NOT NULL REFERENCES users (user_id),
     -- Personal data, sealed (bound to the user, like users.phone_number,
     -- from where a bind moves it in SQL): a phone number the user had, and
-    -- its country calling code; kept for audit (who had which number when).
-    -- UnbindPhone (or deleting the user) erases all of the user's rows.
+    -- its country calling code; kept for audit (who had which number when),
+    -- until the janitor deletes the row --phone-history-retention after
+    -- replaced_at. UnbindPhone (or deleting the user) erases all of the
+    -- user's rows.
     phone_number TEXT NOT NULL,
     country_code TEXT,
     replaced_at  INTEGER NOT NULL
 );
 CREATE INDEX phone_history_user ON phone_history (user_id, replaced_at);
+-- The janitor finds old rows by it.
+CREATE INDEX phone_history_replaced ON phone_history (replaced_at);
 
 -- Phone codes (getPhoneNumber's e.detail.code). They are single use and
 -- every exchange is billed, so a code is claimed before WeChat is asked:
@@ -189,14 +199,16 @@ CREATE INDEX phone_codes_created ON phone_codes (created_at);
 -- Billed phone-code lookups per user per UTC day (day = unix ms / 86400000),
 -- shared by all replicas so that the daily cap holds across them.
 -- Personal data (by reference): how often a user looked up a phone number
--- on a day; kept to enforce the cap. Erased with the user; wxauth does
--- not delete old days yet.
+-- on a day; kept to enforce the cap: the janitor deletes a day once it is
+-- two days old (the cap counts only today; yesterday stays for replicas
+-- whose clocks straddle midnight). Erased with the user.
 CREATE TABLE phone_lookups (
     user_id TEXT NOT NULL,
     day     INTEGER NOT NULL,
     count   INTEGER NOT NULL,
     PRIMARY KEY (user_id, day)
 );
+CREATE INDEX phone_lookups_day ON phone_lookups (day);
 
 -- The WeChat access token of each app, persisted so that a restart does not
 -- spend quota and every replica uses the same one.

@@ -24,12 +24,12 @@ use crate::domain::crypto::push::PushKey;
 use crate::domain::crypto::{random_bytes, ServerKeys};
 use crate::domain::listener::{ConnLimits, Listener, TrackLayer};
 use crate::domain::model::TokenPolicy;
-use crate::domain::model::CODE_TTL_MS;
 use crate::domain::secret::Secret;
 use crate::grpc::{pb::auth_service_server::AuthServiceServer, Access, AuthApi, MAX_MESSAGE_SIZE};
 use crate::service::{PhoneSettings, Settings, TokenCacheSettings, Wxauth};
 use crate::sim::{PushFormat, PushMode, PushTarget, Simulator};
 use crate::store;
+use crate::users::retention::{Janitor, Retention};
 use crate::wechat::client::{AppCredentials, RetryPolicy};
 use crate::wechat::guard::GuardConfig;
 use crate::wechat::WechatClient;
@@ -45,6 +45,8 @@ pub struct Application {
     simulator: Option<Simulator>,
     shutdown_grace: Duration,
     health: HealthProbe,
+    janitor: Janitor,
+    janitor_interval: Duration,
 }
 
 /// How the health service probes the database.
@@ -111,9 +113,21 @@ impl Application {
                 );
             }
         }
+        if config.janitor_interval.is_zero() {
+            bail!("--janitor-interval must be longer than 0s");
+        }
         let store = store::connect(&config.database_url, &config.pool_settings())
             .await
             .context("opening the database")?;
+        let janitor = Janitor::new(
+            store.clone(),
+            clock.clone(),
+            Retention {
+                sessions: config.session_retention,
+                phone_history: config.phone_history_retention,
+                deletion_records: config.deletion_record_retention,
+            },
+        );
         let keys = server_keys(config)?;
         let wechat = WechatClient::new(
             &base_url,
@@ -185,6 +199,8 @@ impl Application {
                 interval: config.health_interval,
                 timeout: config.db_acquire_timeout,
             },
+            janitor,
+            janitor_interval: config.janitor_interval,
         })
     }
 
@@ -219,7 +235,9 @@ impl Application {
             self.health,
             serving,
         ));
-        let janitor = tokio::spawn(purge_codes(self.wxauth.clone()));
+        let addr = self.local_addr();
+        let janitor = tokio::spawn(self.janitor.run(self.janitor_interval));
+        let housekeeping = tokio::spawn(housekeeping(self.wxauth.clone()));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::grpc::pb::FILE_DESCRIPTOR_SET)
@@ -241,7 +259,7 @@ impl Application {
             tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
             let _ = draining.send(());
         };
-        tracing::info!(addr = %self.local_addr(), "wxauth serving gRPC");
+        tracing::info!(%addr, "wxauth serving gRPC");
         let limits = self.access.conn_limits();
         let metrics_task = self.metrics_listener.map(|listener| {
             if let Ok(addr) = listener.local_addr() {
@@ -309,6 +327,7 @@ impl Application {
             task.abort();
         }
         janitor.abort();
+        housekeeping.abort();
         // Last-seen times recorded by the drained calls.
         self.wxauth.flush_last_seen().await;
         if let Some(sim) = self.simulator {
@@ -409,19 +428,16 @@ async fn watch_health(wxauth: Arc<Wxauth>, health: Arc<Health>, probing: HealthP
     }
 }
 
-/// Forgets code claims once their codes have expired anyway, and erases
-/// the users whose deletion fell due. The first round runs at start, so a
-/// restart erases what fell due while no replica ran.
-async fn purge_codes(wxauth: Arc<Wxauth>) {
+/// Erases the users whose deletion fell due, and forgets idle rate-limit
+/// keys, every minute. The first round runs at start, so a restart erases
+/// what fell due while no replica ran. (What the database keeps past its
+/// retention is the janitor's: [`crate::users::retention`].)
+async fn housekeeping(wxauth: Arc<Wxauth>) {
     let mut rounds = tokio::time::interval(Duration::from_secs(60));
     loop {
         rounds.tick().await;
         if let Err(e) = wxauth.erase_due_deletions(wxauth.clock().now_ms()).await {
             tracing::warn!(error = %e, "erasing due deletions failed");
-        }
-        let before = wxauth.clock().now_ms() - CODE_TTL_MS;
-        if let Err(e) = wxauth.store().purge_codes(before).await {
-            tracing::warn!(error = %e, "purging old code claims failed");
         }
         for app in wxauth.apps().iter() {
             app.limits.housekeeping();

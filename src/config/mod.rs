@@ -367,6 +367,31 @@ pub struct Config {
     #[arg(long, env = "WXAUTH_PHONE_LOOKUPS_PER_DAY", default_value_t = 10)]
     pub phone_lookups_per_day: u32,
 
+    /// How long a session is kept after it expired or was revoked (support
+    /// and security questions: "why was I logged out?", "where was this
+    /// account used?"); then the janitor deletes it and its token fails like
+    /// an unknown one (TOKEN_INVALID).
+    #[arg(long, env = "WXAUTH_SESSION_RETENTION", default_value = "30d", value_parser = duration)]
+    pub session_retention: Duration,
+
+    /// How long a replaced phone number stays in the user's phone history
+    /// (audit of number changes: six months, the log retention China's
+    /// Cybersecurity Law asks for, and longer than the months before a
+    /// carrier reissues a cancelled number); then the janitor deletes it.
+    #[arg(long, env = "WXAUTH_PHONE_HISTORY_RETENTION", default_value = "180d", value_parser = duration)]
+    pub phone_history_retention: Duration,
+
+    /// How long the record of a deleted account (no personal data) is kept
+    /// as proof of the deletion: three years, the general limitation period
+    /// of the PRC Civil Code (Art. 188); then the janitor deletes it.
+    #[arg(long, env = "WXAUTH_DELETION_RECORD_RETENTION", default_value = "1095d", value_parser = duration)]
+    pub deletion_record_retention: Duration,
+
+    /// How often the janitor deletes what the retention settings let go
+    /// (in batches of 1,000 rows, so requests never wait long behind it).
+    #[arg(long, env = "WXAUTH_JANITOR_INTERVAL", default_value = "60s", value_parser = duration)]
+    pub janitor_interval: Duration,
+
     /// Where Prometheus metrics are served (`/metrics`), or `off`.
     #[arg(long, env = "WXAUTH_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = optional_addr)]
     pub metrics_listen: OptionalAddr,

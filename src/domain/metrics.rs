@@ -147,3 +147,12 @@ pub fn wechat_push(app_id: &str, outcome: &'static str) {
 pub fn malformed_request(message: &'static str) {
     counter!("wxauth_malformed_requests_total", "message" => message).increment(1);
 }
+
+/// Rows the janitor deleted from `table` (`crate::users::retention`);
+/// `0` registers the series, so a dashboard sees every table from startup.
+pub fn purged_rows(table: &'static str, count: u64) {
+    static HANDLES: Handles<&'static str, Counter> = Handles::new();
+    HANDLES
+        .get(table, || counter!("wxauth_purged_rows_total", "table" => table))
+        .increment(count);
+}

@@ -241,9 +241,29 @@ pub trait Store: Send + Sync + 'static {
     /// database (SQLite serves one process), so there is nothing to watch.
     fn watch_changes(&self, sink: ChangeSink) -> Option<tokio::task::JoinHandle<()>>;
 
-    /// Deletes code claims and remembered phone codes created before
-    /// `before`; returns how many.
-    async fn purge_codes(&self, before: i64) -> Result<u64>;
+    /// Deletes at most `limit` sessions that expired (`expires_at`) or were
+    /// revoked (`revoked_at`) before `before`; returns how many.
+    ///
+    /// Every `purge_*` method is one bounded statement for the janitor
+    /// ([`crate::users::retention`]), which repeats it until it deletes
+    /// fewer than `limit`: no long lock, and on SQLite the single writer is
+    /// free for requests between batches. Replicas may purge at once: each
+    /// row is deleted once, counted by whoever deleted it (PostgreSQL skips
+    /// rows another transaction holds instead of waiting for them).
+    async fn purge_sessions(&self, before: i64, limit: u32) -> Result<u64>;
+
+    /// Deletes at most `limit` phone_history rows replaced before `before`.
+    async fn purge_phone_history(&self, before: i64, limit: u32) -> Result<u64>;
+
+    /// Deletes at most `limit` code claims created before `before`.
+    async fn purge_code_exchanges(&self, before: i64, limit: u32) -> Result<u64>;
+
+    /// Deletes at most `limit` remembered phone codes created before `before`.
+    async fn purge_phone_codes(&self, before: i64, limit: u32) -> Result<u64>;
+
+    /// Deletes at most `limit` daily phone-lookup counts of UTC days before
+    /// `before_day` (days since the epoch).
+    async fn purge_phone_lookups(&self, before_day: i64, limit: u32) -> Result<u64>;
 
     /// Users with a unionid, across apps, oldest first (at most 100).
     async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User<Sealed>>>;

@@ -193,8 +193,24 @@ impl Store for PgStore {
         Some(super::pg_changes::spawn(self.pool.clone(), sink))
     }
 
-    async fn purge_codes(&self, before: i64) -> Result<u64> {
-        shared::postgres::purge_codes(&self.pool, before).await
+    async fn purge_sessions(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::postgres::purge_sessions(&self.pool, before, limit).await
+    }
+
+    async fn purge_phone_history(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::postgres::purge_phone_history(&self.pool, before, limit).await
+    }
+
+    async fn purge_code_exchanges(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::postgres::purge_code_exchanges(&self.pool, before, limit).await
+    }
+
+    async fn purge_phone_codes(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::postgres::purge_phone_codes(&self.pool, before, limit).await
+    }
+
+    async fn purge_phone_lookups(&self, before_day: i64, limit: u32) -> Result<u64> {
+        shared::postgres::purge_phone_lookups(&self.pool, before_day, limit).await
     }
 
     async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User<Sealed>>> {

@@ -8,7 +8,7 @@
 //! writes; PostgreSQL passes its one pool. One that writes and then reads
 //! takes both, so that SQLite's read does not queue behind other writes.
 macro_rules! shared_statements {
-    ($db:ty) => {
+    ($db:ty, $doomed:literal) => {
         use crate::domain::crypto::{Sealed, SessionId};
         use crate::domain::error::Result;
         use crate::domain::model::{
@@ -276,17 +276,57 @@ macro_rules! shared_statements {
             Ok(())
         }
 
-        /// Forgets code claims and phone codes created before `before`.
-        pub async fn purge_codes(pool: &Pool, before: i64) -> Result<u64> {
-            let codes = sqlx::query("DELETE FROM code_exchanges WHERE created_at < $1")
-                .bind(before)
+        /// Deletes at most `limit` rows of `table` that `condition` selects
+        /// (`$1` is the cutoff), in one short statement: the janitor calls
+        /// it until it deletes fewer than `limit`. The rows are picked by
+        /// their physical id (the macro's `$doomed`): on PostgreSQL locked
+        /// with SKIP LOCKED, so replicas purging at once take disjoint rows
+        /// instead of waiting for each other (a row is deleted once either
+        /// way, and counted by whoever deleted it) and never wait for a
+        /// request holding one.
+        ///
+        /// Not a cached prepared statement: PostgreSQL would switch it to
+        /// a generic plan, which cannot see that the cutoff selects few
+        /// rows and scans the whole table instead of the cutoff's index.
+        async fn purge_batch(pool: &Pool, table: &str, condition: &str, cutoff: i64, limit: u32) -> Result<u64> {
+            let sql = format!(
+                concat!("DELETE FROM {table} WHERE ", $doomed),
+                table = table,
+                condition = condition
+            );
+            let done = sqlx::query(&sql)
+                .persistent(false)
+                .bind(cutoff)
+                .bind(i64::from(limit))
                 .execute(pool)
                 .await?;
-            let phones = sqlx::query("DELETE FROM phone_codes WHERE created_at < $1")
-                .bind(before)
-                .execute(pool)
-                .await?;
-            Ok(codes.rows_affected() + phones.rows_affected())
+            Ok(done.rows_affected())
+        }
+
+        /// See [`crate::store::Store::purge_sessions`].
+        pub async fn purge_sessions(pool: &Pool, before: i64, limit: u32) -> Result<u64> {
+            let ended = "expires_at < $1 OR revoked_at < $1";
+            purge_batch(pool, "sessions", ended, before, limit).await
+        }
+
+        /// See [`crate::store::Store::purge_phone_history`].
+        pub async fn purge_phone_history(pool: &Pool, before: i64, limit: u32) -> Result<u64> {
+            purge_batch(pool, "phone_history", "replaced_at < $1", before, limit).await
+        }
+
+        /// See [`crate::store::Store::purge_code_exchanges`].
+        pub async fn purge_code_exchanges(pool: &Pool, before: i64, limit: u32) -> Result<u64> {
+            purge_batch(pool, "code_exchanges", "created_at < $1", before, limit).await
+        }
+
+        /// See [`crate::store::Store::purge_phone_codes`].
+        pub async fn purge_phone_codes(pool: &Pool, before: i64, limit: u32) -> Result<u64> {
+            purge_batch(pool, "phone_codes", "created_at < $1", before, limit).await
+        }
+
+        /// See [`crate::store::Store::purge_phone_lookups`].
+        pub async fn purge_phone_lookups(pool: &Pool, before_day: i64, limit: u32) -> Result<u64> {
+            purge_batch(pool, "phone_lookups", "day < $1", before_day, limit).await
         }
 
         pub async fn phone_code(pool: &Pool, code_hash: &str) -> Result<Option<(String, Phone<Sealed>)>> {
@@ -668,10 +708,20 @@ macro_rules! shared_statements {
     };
 }
 
+// `$doomed` picks the rows a purge deletes (see `purge_batch`). SQLite has
+// no row locks to skip: its one writer runs one purge at a time. On
+// PostgreSQL the ARRAY makes the pick run once, before the delete, which
+// then fetches the locked rows by ctid (stable while locked).
 pub(super) mod sqlite {
-    shared_statements!(sqlx::Sqlite);
+    shared_statements!(
+        sqlx::Sqlite,
+        "rowid IN (SELECT rowid FROM {table} WHERE {condition} LIMIT $2)"
+    );
 }
 
 pub(super) mod postgres {
-    shared_statements!(sqlx::Postgres);
+    shared_statements!(
+        sqlx::Postgres,
+        "ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {condition} LIMIT $2 FOR UPDATE SKIP LOCKED))"
+    );
 }

@@ -375,8 +375,24 @@ impl Store for SqliteStore {
         None
     }
 
-    async fn purge_codes(&self, before: i64) -> Result<u64> {
-        shared::sqlite::purge_codes(&self.writer, before).await
+    async fn purge_sessions(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::sqlite::purge_sessions(&self.writer, before, limit).await
+    }
+
+    async fn purge_phone_history(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::sqlite::purge_phone_history(&self.writer, before, limit).await
+    }
+
+    async fn purge_code_exchanges(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::sqlite::purge_code_exchanges(&self.writer, before, limit).await
+    }
+
+    async fn purge_phone_codes(&self, before: i64, limit: u32) -> Result<u64> {
+        shared::sqlite::purge_phone_codes(&self.writer, before, limit).await
+    }
+
+    async fn purge_phone_lookups(&self, before_day: i64, limit: u32) -> Result<u64> {
+        shared::sqlite::purge_phone_lookups(&self.writer, before_day, limit).await
     }
 
     async fn users_by_unionid(&self, unionid: &str) -> Result<Vec<User<Sealed>>> {

@@ -7,11 +7,13 @@
 //! its cooling-off period ([`deletion`]), the export of everything held on
 //! a person ([`export`]), and the profile the user chose ([`profile`]).
 //! And [`privacy`]: WeChat's privacy events, which name users by openid
-//! (the only lookup by openid, for a verified push).
+//! (the only lookup by openid, for a verified push). How long what wxauth
+//! holds on users is kept: [`retention`].
 pub mod deletion;
 pub mod export;
 pub mod privacy;
 pub mod profile;
+pub mod retention;
 
 use std::sync::Arc;
 

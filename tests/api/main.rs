@@ -24,6 +24,7 @@ mod process;
 mod push;
 mod replicas;
 mod request_limits;
+mod retention;
 mod secrets;
 mod server;
 mod sessions;

@@ -159,14 +159,14 @@ async fn an_expired_claim_is_claimed_afresh_without_its_answer(t: &TestStore) {
         assert_eq!(stored(t, code).await, ("pending".into(), None, None));
     }
     // The claims start a new lifetime: purging the old one spares them.
-    assert_eq!(t.purge_codes(later).await.unwrap(), 0);
+    assert_eq!(t.purge_code_exchanges(later, 100).await.unwrap(), 0);
 }
 
 async fn purge_deletes_only_claims_created_before_the_cutoff(t: &TestStore) {
     claim(t, "old", T0).await;
     claim(t, "new", T0 + 100).await;
-    assert_eq!(t.purge_codes(T0 + 100).await.unwrap(), 1);
-    assert_eq!(t.purge_codes(T0 + 100).await.unwrap(), 0);
+    assert_eq!(t.purge_code_exchanges(T0 + 100, 100).await.unwrap(), 1);
+    assert_eq!(t.purge_code_exchanges(T0 + 100, 100).await.unwrap(), 0);
     assert_eq!(held(t, "new", T0 + 101).await, CodeState::Pending);
     assert!(matches!(
         claim(t, "old", T0 + 101).await,

@@ -1,12 +1,10 @@
 //! Account deletion: scheduling (sessions revoked, a record kept), a login
 //! meeting a pending deletion (refused, restored, or erased when due), the
 //! erasure itself, and the reads an export makes.
-use super::{new_login, wechat, TestStore, APP, T0};
+use super::{new_login, phone, wechat, TestStore, APP, T0};
 use crate::domain::crypto::Sealed;
 use crate::domain::error::Error;
-use crate::domain::model::{
-    Deletion, DeletionRequest, Phone, Requester, SealedPhone, UnixSeconds, CODE_TTL_MS,
-};
+use crate::domain::model::{Deletion, DeletionRequest, Phone, Requester, UnixSeconds, CODE_TTL_MS};
 use crate::store::{Claim, LoginRecord};
 
 contract_tests!(
@@ -26,18 +24,6 @@ contract_tests!(
 );
 
 const DAY: i64 = 86_400_000;
-
-/// A number as the domain hands it to a bind: readable stand-ins for the
-/// sealed values and the blind index.
-fn phone(number: &str) -> SealedPhone {
-    let index = format!("index:{number}");
-    SealedPhone {
-        phone_number: Sealed::from_stored(number.to_owned()),
-        country_code: Sealed::from_stored("86".to_owned()),
-        index: index.clone(),
-        indexes: vec![index],
-    }
-}
 
 /// A phone code's answer as the domain hands it to the store.
 fn memo(number: &str) -> Phone<Sealed> {

@@ -19,7 +19,7 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 use super::testing::PgSchema;
 use super::{NewLogin, PoolSettings, Store};
 use crate::domain::crypto::{random_bytes, Sealed, SessionId};
-use crate::domain::model::{SealedExchange, TokenPolicy};
+use crate::domain::model::{SealedExchange, SealedPhone, TokenPolicy};
 
 /// Declares contract cases: each `async fn case(t: &TestStore)` of the
 /// calling module becomes the tests `sqlite::case` and `postgres::case`.
@@ -55,6 +55,7 @@ mod deletions;
 mod login;
 mod lookups;
 mod phone_codes;
+mod retention;
 mod sessions;
 mod users;
 
@@ -143,6 +144,15 @@ impl TestStore {
         row.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Runs a statement directly (e.g. to seed many rows at once).
+    pub async fn execute(&self, sql: &str) {
+        let done = match &self.raw {
+            Raw::Sqlite { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+            Raw::Postgres { pool, .. } => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        };
+        done.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let (n,): (i64,) = self.row(&format!("SELECT COUNT(*) FROM {table}"), &[]).await;
         n
@@ -186,4 +196,29 @@ pub fn new_login(wechat: &SealedExchange, now: i64, login_window_ms: i64) -> New
         profile: None,
         attach_to: None,
     }
+}
+
+/// A number as the domain hands it to the store: readable stand-ins for
+/// the sealed values and the blind index (`index:<number>`, the only
+/// configured key).
+pub(super) fn phone(number: &str) -> SealedPhone {
+    phone_indexed(number, &format!("index:{number}"), &[])
+}
+
+/// A number indexed as `index` under the current key and as `previous`
+/// under previous keys.
+pub(super) fn phone_indexed(number: &str, index: &str, previous: &[&str]) -> SealedPhone {
+    SealedPhone {
+        phone_number: Sealed::from_stored(number.to_owned()),
+        country_code: Sealed::from_stored("86".to_owned()),
+        index: index.to_owned(),
+        indexes: std::iter::once(index)
+            .chain(previous.iter().copied())
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+pub(super) fn number(sealed: &Option<Sealed>) -> Option<&str> {
+    sealed.as_ref().map(Sealed::as_str)
 }

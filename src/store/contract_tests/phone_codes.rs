@@ -91,7 +91,7 @@ async fn purge_forgets_old_phone_codes(t: &TestStore) {
     t.remember_phone_code("new", "usr_a", &phone("13500000001"), T0 + 10)
         .await
         .unwrap();
-    assert_eq!(t.purge_codes(T0 + 5).await.unwrap(), 2);
+    assert_eq!(t.purge_phone_codes(T0 + 5, 100).await.unwrap(), 2);
     assert_eq!(t.phone_code("old").await.unwrap(), None);
     assert!(t.phone_code("new").await.unwrap().is_some());
 }

@@ -1,8 +1,8 @@
 //! What the store keeps about users besides logins: phones with their
 //! history, verified profiles, lookups by unionid, and revocation.
-use super::{new_login, wechat, TestStore, APP, T0};
+use super::{new_login, number, phone, phone_indexed, wechat, TestStore, APP, T0};
 use crate::domain::crypto::Sealed;
-use crate::domain::model::{Phone, Profile, SealedPhone, UnixSeconds};
+use crate::domain::model::{Phone, Profile, UnixSeconds};
 
 contract_tests!(
     a_first_phone_is_bound_without_history,
@@ -20,31 +20,6 @@ contract_tests!(
     session_keys_start_with_the_first_logins_key_and_nothing_replaced,
     erasing_a_profile_clears_nickname_and_avatar_and_nothing_else,
 );
-
-/// A number as the domain hands it to the store: readable stand-ins for
-/// the sealed values and the blind index (`index:<number>`, the only
-/// configured key).
-fn phone(number: &str) -> SealedPhone {
-    phone_indexed(number, &format!("index:{number}"), &[])
-}
-
-/// A number indexed as `index` under the current key and as `previous`
-/// under previous keys.
-fn phone_indexed(number: &str, index: &str, previous: &[&str]) -> SealedPhone {
-    SealedPhone {
-        phone_number: Sealed::from_stored(number.to_owned()),
-        country_code: Sealed::from_stored("86".to_owned()),
-        index: index.to_owned(),
-        indexes: std::iter::once(index)
-            .chain(previous.iter().copied())
-            .map(str::to_owned)
-            .collect(),
-    }
-}
-
-fn number(sealed: &Option<Sealed>) -> Option<&str> {
-    sealed.as_ref().map(Sealed::as_str)
-}
 
 async fn phone_index(t: &TestStore, user_id: &str) -> Option<String> {
     let (index,): (Option<String>,) = t
