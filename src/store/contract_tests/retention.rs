@@ -116,8 +116,8 @@ async fn purges_running_at_once_delete_each_row_once(t: &TestStore) {
         .user;
     t.execute(&format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
-         INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
-         SELECT 'seeded' || i, '{}', '{APP}', {T0}, {T0}, {T0} FROM n",
+         INSERT INTO sessions (id, public_id, user_id, app_id, created_at, last_seen_at, expires_at)
+         SELECT 'seeded' || i, 'public' || i, '{}', '{APP}', {T0}, {T0}, {T0} FROM n",
         user.user_id
     ))
     .await;
