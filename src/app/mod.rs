@@ -61,6 +61,9 @@ impl Application {
     /// Like [`Application::build`], with a clock tests can move.
     pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         crate::domain::metrics::handle();
+        if config.janitor_interval.is_zero() {
+            bail!("--janitor-interval must be longer than 0s");
+        }
         let access = Access::from_config(config)?;
         let simulated = config.run_simulator()?;
         crate::domain::metrics::simulator_active(simulated);
@@ -87,9 +90,6 @@ impl Application {
             };
             (vec![config.app(creds)], Some(sim), base_url)
         };
-        if config.janitor_interval.is_zero() {
-            bail!("--janitor-interval must be longer than 0s");
-        }
         let store = store::connect(&config.database_url, &config.pool_settings())
             .await
             .context("opening the database")?;
