@@ -66,6 +66,9 @@ impl Application {
     /// Like [`Application::build`], with a clock tests can move.
     pub async fn build_with_clock(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         crate::domain::metrics::handle();
+        if config.janitor_interval.is_zero() {
+            bail!("--janitor-interval must be longer than 0s");
+        }
         let access = Access::from_config(config)?;
         let simulated = config.run_simulator()?;
         crate::domain::metrics::simulator_active(simulated);
@@ -112,9 +115,6 @@ impl Application {
                     "no WeChat push Token and EncodingAESKey for this app: its push URL answers 404"
                 );
             }
-        }
-        if config.janitor_interval.is_zero() {
-            bail!("--janitor-interval must be longer than 0s");
         }
         let store = store::connect(&config.database_url, &config.pool_settings())
             .await
