@@ -417,12 +417,12 @@ impl Db {
         let sql = match self.kind {
             Kind::Sqlite { .. } => format!(
                 "WITH RECURSIVE n(i) AS (SELECT {first} + 1 UNION ALL SELECT i + 1 FROM n WHERE i < {first} + {count})
-                 INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
-                 SELECT printf('%032x', i), 'usr_bench' || (i % {users} + 1), '{APP_ID}', 0, 0, {expires} FROM n"
+                 INSERT INTO sessions (id, public_id, user_id, app_id, created_at, last_seen_at, expires_at)
+                 SELECT printf('%032x', i), printf('p%031x', i), 'usr_bench' || (i % {users} + 1), '{APP_ID}', 0, 0, {expires} FROM n"
             ),
             Kind::Postgres(_) => format!(
-                "INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
-                 SELECT lpad(to_hex(i), 32, '0'), 'usr_bench' || (i % {users} + 1), '{APP_ID}', 0, 0, {expires}
+                "INSERT INTO sessions (id, public_id, user_id, app_id, created_at, last_seen_at, expires_at)
+                 SELECT lpad(to_hex(i), 32, '0'), 'p' || lpad(to_hex(i), 31, '0'), 'usr_bench' || (i % {users} + 1), '{APP_ID}', 0, 0, {expires}
                  FROM generate_series({first} + 1, {first} + {count}) AS i"
             ),
         };

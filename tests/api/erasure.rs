@@ -67,6 +67,21 @@ async fn dump(conn: &mut PgConnection) -> String {
     text
 }
 
+/// The user's number as the database holds it: its ciphertext and its
+/// blind index.
+async fn sealed_phone(app: &TestApp, openid: &str) -> Vec<String> {
+    let sealed = app
+        .database
+        .texts(
+            "SELECT phone_number FROM users WHERE openid = $1 UNION ALL
+             SELECT phone_index FROM users WHERE openid = $1",
+            &[openid],
+        )
+        .await;
+    assert_eq!(sealed.len(), 2, "{sealed:?}");
+    sealed
+}
+
 fn holds(bytes: &[u8], needle: &str) -> bool {
     bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -83,11 +98,23 @@ async fn the_sqlite_file_and_its_wal_hold_neither_the_openid_nor_the_phone_after
         before.iter().any(|(_, bytes)| holds(bytes, &openid)),
         "the openid is on disk before (else this test proves nothing)"
     );
-    assert!(before.iter().any(|(_, bytes)| holds(bytes, PHONE)));
+    // The number is sealed at rest: never in a file, before or after; what
+    // stood for it (its ciphertext and blind index) is on disk before.
+    assert!(!before.iter().any(|(_, bytes)| holds(bytes, PHONE)));
+    let sealed = sealed_phone(&app, &openid).await;
+    for value in &sealed {
+        assert!(before.iter().any(|(_, bytes)| holds(bytes, value)));
+    }
     app.delete_user(Subject::Token(&token), "").await.unwrap();
     for (name, bytes) in files(&app) {
         assert!(!holds(&bytes, &openid), "{name} still holds the openid");
         assert!(!holds(&bytes, PHONE), "{name} still holds the phone number");
+        for value in &sealed {
+            assert!(
+                !holds(&bytes, value),
+                "{name} still holds the sealed number or its index"
+            );
+        }
     }
 }
 
@@ -98,13 +125,21 @@ async fn no_postgresql_row_holds_the_openid_or_the_phone_after_a_deletion() {
     let url = app.database.url();
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let before = dump(&mut conn).await;
+    let sealed = sealed_phone(&app, &openid).await;
     assert!(
-        before.contains(&openid) && before.contains(PHONE),
+        before.contains(&openid) && sealed.iter().all(|v| before.contains(v)),
         "the dump sees the data before"
     );
+    assert!(!before.contains(PHONE), "the number is sealed at rest");
     app.delete_user(Subject::Token(&token), "").await.unwrap();
     let after = dump(&mut conn).await;
     assert!(!after.contains(&openid), "a row still holds the openid");
     assert!(!after.contains(PHONE), "a row still holds the phone number");
+    for value in &sealed {
+        assert!(
+            !after.contains(value),
+            "a row still holds the sealed number or its index"
+        );
+    }
     conn.close().await.unwrap();
 }

@@ -182,10 +182,9 @@ async fn phone_history_and_lookup_counts_past_their_retention_are_deleted_and_re
         app.count(history, &[&user_id]).await == 1
     })
     .await;
-    let kept = "SELECT COUNT(*) FROM phone_history WHERE user_id = $1 AND phone_number = $2";
     assert_eq!(
-        app.count(kept, &[&user_id, "13500000002"]).await,
-        1,
+        app.phone_history(&user_id).await,
+        ["13500000002"],
         "replaced 31 days ago"
     );
     assert_eq!(purged_since(&app, "phone_history", before, 1).await, 1);
@@ -231,8 +230,8 @@ async fn two_replicas_purging_at_once_delete_each_row_once() {
     a.database
         .execute(
             &format!(
-                "INSERT INTO sessions (id, user_id, app_id, created_at, last_seen_at, expires_at)
-                 SELECT 'seeded' || i, $1, app_id, 0, 0, 1
+                "INSERT INTO sessions (id, public_id, user_id, app_id, created_at, last_seen_at, expires_at)
+                 SELECT 'seeded' || i, 'public' || i, $1, app_id, 0, 0, 1
                  FROM generate_series(1, {ROWS}) AS i, (SELECT app_id FROM users WHERE user_id = $1) AS u"
             ),
             &[&user_id],
