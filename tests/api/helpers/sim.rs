@@ -26,31 +26,12 @@ impl SimControl {
         struct Logins {
             logins: Vec<LoginResponse>,
         }
-        let r = self
-            .http
-            .post(format!("{}/sim/logins", self.base_url))
-            .json(&json!({ "count": count }))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "sim logins failed");
-        r.json::<Logins>().await.unwrap().logins
+        let logins: Logins = self.control("/sim/logins", json!({ "count": count })).await;
+        logins.logins
     }
 
     pub async fn login(&self, body: Value) -> LoginResponse {
-        let r = self
-            .http
-            .post(format!("{}/sim/login", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "sim login failed: {}",
-            r.text().await.unwrap()
-        );
-        r.json().await.unwrap()
+        self.control("/sim/login", body).await
     }
 
     /// `POST /sim/push`: WeChat pushes an event to the app's push URL; what
@@ -64,6 +45,7 @@ impl SimControl {
         self.control("/sim/push/verify", json!({})).await
     }
 
+    /// A control call of the simulator that must succeed; its JSON answer.
     async fn control<T: serde::de::DeserializeOwned>(&self, path: &str, body: Value) -> T {
         let r = self
             .http
@@ -92,33 +74,12 @@ impl SimControl {
 
     /// What the getPhoneNumber button gives the mini program.
     pub async fn phone(&self, body: Value) -> PhoneResponse {
-        let r = self
-            .http
-            .post(format!("{}/sim/phone", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "sim phone failed: {}",
-            r.text().await.unwrap()
-        );
-        r.json().await.unwrap()
+        self.control("/sim/phone", body).await
     }
 
     /// WeChat rotates the user's session_key; returns the new one.
     pub async fn rotate(&self, openid: &str) -> String {
-        let r: Value = self
-            .http
-            .post(format!("{}/sim/rotate", self.base_url))
-            .json(&json!({ "openid": openid }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = self.control("/sim/rotate", json!({ "openid": openid })).await;
         r["session_key"].as_str().unwrap().to_owned()
     }
 
